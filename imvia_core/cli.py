@@ -1,0 +1,63 @@
+"""Command line: ``imvia`` (or ``python -m imvia_core``).
+
+Subcommands are registered by the module that owns them, so that each part of the project keeps its own options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from imvia_core import __version__
+from imvia_core.errors import ImviaError
+
+__all__ = ["main", "build_parser"]
+
+#: modules that each expose ``register(subparsers)``
+_COMMAND_MODULES = (
+    "imvia_core.data.cli",
+    "imvia_core.training.cli",
+    "imvia_core.features.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imvia",
+        description=(
+            "IMVIA: intra-modality multi-view fusion and inter-modality alignment for multi-modal knowledge graph "
+            "completion (ICASSP 2025). Fetch and inspect datasets, extract multi-view features, train and evaluate."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"imvia {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:  # a part of the project that is not installed
+            if err.name != name:
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ImviaError as err:
+        print(f"imvia: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("imvia: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

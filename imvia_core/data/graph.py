@@ -1,0 +1,103 @@
+"""The in-memory knowledge graph every other part of the project consumes.
+
+A :class:`KnowledgeGraph` holds id-mapped triples of the three published splits, the entity and relation
+vocabularies, optional human-readable names, and derived structures (reciprocal triples, the filter index of all
+known triples) that training and evaluation share.
+
+Reciprocal relations: relation ``r`` gets the inverse ``r + num_relations`` so that head prediction
+``(?, r, t)`` becomes tail prediction ``(t, r^-1, ?)``. All scoring in this project is tail prediction over
+``2 * num_relations`` relation ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import torch
+
+__all__ = ["KnowledgeGraph", "add_reciprocals"]
+
+
+def add_reciprocals(triples: torch.Tensor, num_relations: int) -> torch.Tensor:
+    """Append inverse triples.
+
+    :param triples: shape ``(n, 3)``, columns head, relation, tail.
+    :param num_relations: number of original relations ``R``.
+    :return: shape ``(2n, 3)``: the input followed by ``(t, r + R, h)`` for each input row.
+    """
+    inverse = torch.stack([triples[:, 2], triples[:, 1] + num_relations, triples[:, 0]], dim=1)
+    return torch.cat([triples, inverse], dim=0)
+
+
+@dataclass(eq=False)
+class KnowledgeGraph:
+    """A knowledge graph with its published train/valid/test split.
+
+    :param name: dataset name (``DB15K``, ``MKG-W``, ``MKG-Y``, ``synthetic`` or a folder name).
+    :param entity_to_id: entity name -> id in ``0..num_entities-1``.
+    :param relation_to_id: relation name -> id in ``0..num_relations-1`` (original relations only).
+    :param train: shape ``(n_train, 3)`` long tensor of (head, relation, tail) ids, duplicates kept as published.
+    :param valid: shape ``(n_valid, 3)``.
+    :param test: shape ``(n_test, 3)``.
+    :param entity_names: readable name per entity id, or ``None``.
+    :param relation_names: readable name per relation id, or ``None``.
+    """
+
+    name: str
+    entity_to_id: dict[str, int]
+    relation_to_id: dict[str, int]
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+    entity_names: list[str] | None = None
+    relation_names: list[str] | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_entities(self) -> int:
+        return len(self.entity_to_id)
+
+    @property
+    def num_relations(self) -> int:
+        """Number of original relations (without reciprocals)."""
+        return len(self.relation_to_id)
+
+    @property
+    def num_relations_with_reciprocals(self) -> int:
+        return 2 * self.num_relations
+
+    def split(self, name: str) -> torch.Tensor:
+        """Return the triples of split ``train``, ``valid`` or ``test``."""
+        if name not in ("train", "valid", "test"):
+            raise ValueError(f"unknown split {name!r}; expected 'train', 'valid' or 'test'")
+        return getattr(self, name)
+
+    def with_reciprocals(self, split: str) -> torch.Tensor:
+        """Triples of ``split`` followed by their inverses, shape ``(2n, 3)``."""
+        return add_reciprocals(self.split(split), self.num_relations)
+
+    @cached_property
+    def all_known_triples(self) -> torch.Tensor:
+        """Unique triples of train, valid and test with reciprocals, shape ``(m, 3)``: what filtering removes."""
+        both = torch.cat([self.with_reciprocals(s) for s in ("train", "valid", "test")], dim=0)
+        return torch.unique(both, dim=0)
+
+    @cached_property
+    def filter_index(self):  # -> imvia_core.evaluation.filtering.FilterIndex
+        """Filter index over all known triples (train, valid, test, with reciprocals)."""
+        from imvia_core.evaluation.filtering import FilterIndex
+
+        return FilterIndex.from_triples(
+            self.all_known_triples, num_entities=self.num_entities, num_relations=self.num_relations_with_reciprocals
+        )
+
+    def statistics(self) -> dict[str, int]:
+        """Counts as in Table I of the paper: entities, relations, train, valid, test (lines as published)."""
+        return {
+            "entities": self.num_entities,
+            "relations": self.num_relations,
+            "train": int(self.train.shape[0]),
+            "valid": int(self.valid.shape[0]),
+            "test": int(self.test.shape[0]),
+        }
