@@ -1,0 +1,357 @@
+"""A seeded synthetic multi-modal knowledge graph: the project's built-in default dataset.
+
+Everything comes from one latent vector ``z_e`` per entity (unit norm, ``latent_dim`` components):
+
+* **Structure.** Relation ``r`` has a random orthogonal map ``A_r``. A query ``(h, r)`` has as tails the
+  ``m_r`` entities closest to ``A_r z_h`` (Gumbel top-k, so the graph is noisy but learnable). ``m_r`` is 1 for
+  functional relations and larger for one-to-many relations; reciprocals make many-to-one.
+* **Sparse entities.** A share of entities (``sparse_fraction``) are *sparse*: they are heads of only a couple of
+  queries, never tails of other entities' queries, and only one of their triples is in ``train``. The rest of their
+  triples go to ``valid`` and ``test``. Their structural embedding is barely trained, so a structure-only model
+  ranks them poorly; their modal views carry ``z_e`` and let a multi-modal model score them.
+* **Views.** Each entity has up to ``max_visual_views`` visual and ``max_text_views`` text views. A relevant view is
+  ``normalize(P_m z_e[obs_m] + noise)`` where ``P_m`` writes into the first ``signal_fraction`` of the feature
+  dimensions; a *distractor* view is isotropic noise of the same norm. The visual views observe one part of the
+  latent components and the text views another, overlapping part, so each modality carries information the other
+  lacks. Every entity with a modality keeps at least one relevant view; ``distractor_rate`` is the share of the
+  remaining views that are distractors. Some entities have no view of a modality at all.
+
+Because relevant views concentrate their energy on the signal dimensions and distractors do not, a gate that
+emphasises those dimensions (Eq. 1) raises ``cos(g ⊙ f, f)`` (Eq. 2) for relevant views: the multi-view fusion
+can learn to prefer them. The ground truth of which view is relevant is kept in :attr:`SyntheticKG.view_relevance`.
+
+:func:`write_synthetic` writes the graph in the layout of the real datasets (``entity2id.txt``, ``relation2id.txt``,
+``train.txt``, ``valid.txt``, ``test.txt``), the two feature files, and optionally a few raw views per entity
+(small PNG images and short texts) for the feature-extraction walkthrough.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from imvia_core.data.graph import KnowledgeGraph
+from imvia_core.features.types import ModalityFeatures
+
+__all__ = [
+    "SyntheticConfig",
+    "SyntheticKG",
+    "generate_synthetic",
+    "write_synthetic",
+    "load_synthetic_graph",
+    "load_synthetic",
+]
+
+
+@dataclass
+class SyntheticConfig:
+    """Knobs of the generator; the defaults train in about a minute on a laptop CPU."""
+
+    num_entities: int = 1000
+    num_relations: int = 12
+    latent_dim: int = 16
+    #: head queries per dense entity and per sparse entity
+    queries_per_dense_entity: int = 5
+    queries_per_sparse_entity: int = 2
+    #: tails per query, one value drawn per relation
+    tails_per_query: tuple[int, ...] = (1, 1, 2, 3)
+    #: Gumbel noise scale on the tail scores (0 = deterministic nearest neighbours)
+    structure_noise: float = 0.15
+    sparse_fraction: float = 0.2
+    visual_dim: int = 64
+    text_dim: int = 48
+    max_visual_views: int = 4
+    max_text_views: int = 3
+    distractor_rate: float = 0.5
+    missing_visual: float = 0.1
+    missing_text: float = 0.2
+    #: share of feature dimensions that carry the signal of a relevant view
+    signal_fraction: float = 0.5
+    #: standard deviation of the noise added to relevant views (before normalisation)
+    view_noise: float = 0.25
+    #: latent components seen by visual and by text views (a contiguous slice each, as fractions of latent_dim)
+    visual_observes: tuple[float, float] = (0.0, 0.75)
+    text_observes: tuple[float, float] = (0.25, 1.0)
+    #: share of the dense entities' triples that go to valid and to test
+    dense_eval_fraction: float = 0.05
+    seed: int = 0
+
+
+@dataclass(eq=False)
+class SyntheticKG:
+    """A generated graph with its features and the generator's ground truth."""
+
+    graph: KnowledgeGraph
+    visual: ModalityFeatures
+    text: ModalityFeatures
+    #: per modality, shape ``(num_entities, max_views)`` bool: ``True`` for relevant real views
+    view_relevance: dict[str, torch.Tensor]
+    #: shape ``(num_entities, latent_dim)``
+    latent: torch.Tensor
+    #: shape ``(num_entities,)`` bool
+    sparse: torch.Tensor
+    config: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+    @property
+    def features(self) -> dict[str, ModalityFeatures]:
+        return {"visual": self.visual, "text": self.text}
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def _random_orthogonal(n: int, generator: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=generator))
+    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+def _views(
+    latent: torch.Tensor,
+    *,
+    dim: int,
+    max_views: int,
+    observes: tuple[float, float],
+    missing: float,
+    cfg: SyntheticConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return ``views (E, K, dim)``, ``mask (E, K)`` and ``relevant (E, K)``."""
+    n, k_lat = latent.shape
+    lo, hi = int(round(observes[0] * k_lat)), int(round(observes[1] * k_lat))
+    observed = latent[:, lo:hi]
+    n_signal = max(1, int(round(cfg.signal_fraction * dim)))
+    projection = torch.randn(hi - lo, n_signal, generator=generator) / math.sqrt(hi - lo)
+    signal = torch.zeros(n, dim)
+    signal[:, :n_signal] = observed @ projection
+    signal = _normalize(signal)
+
+    counts = torch.randint(1, max_views + 1, (n,), generator=generator)
+    counts[torch.rand(n, generator=generator) < missing] = 0
+    slot = torch.arange(max_views).unsqueeze(0)
+    mask = slot < counts.unsqueeze(1)
+    # the first view of an entity is always relevant; the others are distractors with probability distractor_rate
+    distractor = (torch.rand(n, max_views, generator=generator) < cfg.distractor_rate) & (slot > 0) & mask
+    relevant = mask & ~distractor
+
+    noise = torch.randn(n, max_views, dim, generator=generator) * cfg.view_noise / math.sqrt(dim)
+    relevant_views = _normalize(signal.unsqueeze(1) + noise)
+    distractor_views = _normalize(torch.randn(n, max_views, dim, generator=generator))
+    views = torch.where(relevant.unsqueeze(-1), relevant_views, distractor_views)
+    views = views * mask.unsqueeze(-1)
+    # shuffle view order so that position carries no information
+    order = torch.argsort(torch.rand(n, max_views, generator=generator) + (~mask) * 2.0, dim=1)
+    views = torch.gather(views, 1, order.unsqueeze(-1).expand_as(views))
+    mask = torch.gather(mask, 1, order)
+    relevant = torch.gather(relevant, 1, order)
+    return views, mask, relevant
+
+
+def generate_synthetic(config: SyntheticConfig | None = None) -> SyntheticKG:
+    """Generate the synthetic multi-modal knowledge graph described in the module docstring."""
+    cfg = config or SyntheticConfig()
+    if cfg.num_entities < 10 or cfg.num_relations < 1:
+        raise ValueError("the synthetic graph needs at least 10 entities and 1 relation")
+    g = torch.Generator().manual_seed(cfg.seed)
+    n, n_rel = cfg.num_entities, cfg.num_relations
+    latent = _normalize(torch.randn(n, cfg.latent_dim, generator=g))
+    sparse = torch.zeros(n, dtype=torch.bool)
+    sparse[torch.randperm(n, generator=g)[: int(round(cfg.sparse_fraction * n))]] = True
+    maps = torch.stack([_random_orthogonal(cfg.latent_dim, g) for _ in range(n_rel)])
+    tails_per_rel = torch.tensor(cfg.tails_per_query)[torch.randint(len(cfg.tails_per_query), (n_rel,), generator=g)]
+
+    dense_ids = torch.nonzero(~sparse).squeeze(1)
+    triples: list[torch.Tensor] = []
+    is_sparse_triple: list[torch.Tensor] = []
+    for h in range(n):
+        n_queries = cfg.queries_per_sparse_entity if sparse[h] else cfg.queries_per_dense_entity
+        rels = torch.randperm(n_rel, generator=g)[:n_queries]
+        for r in rels.tolist():
+            target = maps[r] @ latent[h]
+            scores = latent[dense_ids] @ target
+            gumbel = -torch.log(-torch.log(torch.rand(scores.shape, generator=g).clamp(1e-9, 1 - 1e-9)))
+            scores = scores / max(cfg.structure_noise, 1e-6) + gumbel if cfg.structure_noise > 0 else scores
+            scores[dense_ids == h] = -math.inf
+            tails = dense_ids[torch.topk(scores, int(tails_per_rel[r])).indices]
+            block = torch.stack([torch.full_like(tails, h), torch.full_like(tails, r), tails], dim=1)
+            triples.append(block)
+            is_sparse_triple.append(torch.full((len(tails),), bool(sparse[h])))
+    all_triples = torch.cat(triples)
+    sparse_mask = torch.cat(is_sparse_triple)
+
+    # split: sparse heads keep one triple in train, the rest alternate between valid and test;
+    # dense triples go to valid/test with probability dense_eval_fraction each
+    split = torch.zeros(len(all_triples), dtype=torch.long)  # 0 train, 1 valid, 2 test
+    u = torch.rand(len(all_triples), generator=g)
+    split[(~sparse_mask) & (u < cfg.dense_eval_fraction)] = 1
+    split[(~sparse_mask) & (u >= cfg.dense_eval_fraction) & (u < 2 * cfg.dense_eval_fraction)] = 2
+    for h in torch.nonzero(sparse).squeeze(1).tolist():
+        rows = torch.nonzero(all_triples[:, 0] == h).squeeze(1)
+        rows = rows[torch.randperm(len(rows), generator=g)]
+        split[rows[0]] = 0
+        for i, row in enumerate(rows[1:].tolist()):
+            split[row] = 1 + (i + h) % 2
+
+    visual_views, visual_mask, visual_rel = _views(
+        latent, dim=cfg.visual_dim, max_views=cfg.max_visual_views, observes=cfg.visual_observes,
+        missing=cfg.missing_visual, cfg=cfg, generator=g,
+    )  # fmt: skip
+    text_views, text_mask, text_rel = _views(
+        latent, dim=cfg.text_dim, max_views=cfg.max_text_views, observes=cfg.text_observes,
+        missing=cfg.missing_text, cfg=cfg, generator=g,
+    )  # fmt: skip
+
+    entity_names = [f"entity_{i:04d}" for i in range(n)]
+    relation_names = [f"relation_{r:02d}" for r in range(n_rel)]
+    provenance = {"generator": "imvia_core.data.synthetic", "config": json.dumps(asdict(cfg))}
+    graph = KnowledgeGraph(
+        name="synthetic",
+        entity_to_id={e: i for i, e in enumerate(entity_names)},
+        relation_to_id={r: i for i, r in enumerate(relation_names)},
+        train=all_triples[split == 0].clone(),
+        valid=all_triples[split == 1].clone(),
+        test=all_triples[split == 2].clone(),
+        entity_names=[f"entity {i}" for i in range(n)],
+        relation_names=[f"relation {r}" for r in range(n_rel)],
+        extra={"sparse_entities": sparse.clone()},
+    )
+    return SyntheticKG(
+        graph=graph,
+        visual=ModalityFeatures(visual_views, visual_mask, "visual", dict(provenance)),
+        text=ModalityFeatures(text_views, text_mask, "text", dict(provenance)),
+        view_relevance={"visual": visual_rel, "text": text_rel},
+        latent=latent,
+        sparse=sparse,
+        config=cfg,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- writing to disk
+_WORDS_A = ["red", "blue", "green", "amber", "violet", "grey", "golden", "silver"]
+_WORDS_B = ["river", "tower", "forest", "engine", "island", "garden", "bridge", "harbour"]
+_WORDS_C = ["ancient", "modern", "northern", "southern", "small", "vast", "quiet", "busy"]
+_NOISE_WORDS = ["lorem", "ipsum", "dolor", "sit", "amet", "tempor", "magna", "aliqua", "veniam", "nostrud"]
+
+
+def _bucket(x: float, n: int) -> int:
+    """Map ``x`` (a latent component, roughly in [-0.6, 0.6]) to one of ``n`` buckets."""
+    return int(min(n - 1, max(0, math.floor((x + 0.6) / 1.2 * n))))
+
+
+def _raw_text(z: torch.Tensor, relevant: bool, generator: torch.Generator) -> str:
+    if not relevant:
+        idx = torch.randint(len(_NOISE_WORDS), (6,), generator=generator).tolist()
+        return " ".join(_NOISE_WORDS[i] for i in idx)
+    zs = z.tolist()
+    return (
+        f"a {_WORDS_C[_bucket(zs[-1], 8)]} {_WORDS_A[_bucket(zs[-2], 8)]} {_WORDS_B[_bucket(zs[-3], 8)]} "
+        f"near the {_WORDS_A[_bucket(zs[-4], 8)]} {_WORDS_B[_bucket(zs[-5], 8)]}"
+    )
+
+
+def _raw_image(z: torch.Tensor, relevant: bool, generator: torch.Generator, size: int = 32):
+    from PIL import Image
+
+    if not relevant:
+        pixels = torch.randint(0, 256, (size, size, 3), generator=generator, dtype=torch.uint8)
+        return Image.fromarray(pixels.numpy(), mode="RGB")
+    zs = z.tolist()
+    colour = torch.tensor([_bucket(zs[0], 8), _bucket(zs[1], 8), _bucket(zs[2], 8)], dtype=torch.float32) * 32 + 16
+    freq = 1 + _bucket(zs[3], 6)
+    angle = (_bucket(zs[4], 8) / 8.0) * math.pi
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
+    wave = 0.5 + 0.5 * torch.sin((xx * math.cos(angle) + yy * math.sin(angle)) * freq * 2 * math.pi / size)
+    img = colour.view(1, 1, 3) * (0.4 + 0.6 * wave.unsqueeze(-1))
+    img = img + torch.randn(size, size, 3, generator=generator) * 6
+    return Image.fromarray(img.clamp(0, 255).to(torch.uint8).numpy(), mode="RGB")
+
+
+def _write_triples(path: Path, triples: torch.Tensor, entities: list[str], relations: list[str]) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for h, r, t in triples.tolist():
+            fh.write(f"{entities[h]} {relations[r]} {entities[t]} .\n")
+
+
+def write_synthetic(
+    out_dir: str | Path,
+    kg: SyntheticKG | None = None,
+    *,
+    raw_view_entities: int = 0,
+) -> Path:
+    """Write ``kg`` (default: the default synthetic graph) in the layout of the real datasets.
+
+    :param out_dir: target folder; created if missing.
+    :param kg: the graph to write.
+    :param raw_view_entities: also write raw views (PNG images under ``raw/images/<entity>/`` and rows of
+        ``raw/texts.tsv``) for the first this many entities, relevant and distractor views alike, following the
+        same masks as the features; ``raw/truth.tsv`` records which raw view is relevant.
+    :return: ``out_dir`` as a path.
+    """
+    from imvia_core.features.io import save_view_features
+
+    kg = kg or generate_synthetic()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    g = kg.graph
+    entities = list(g.entity_to_id)
+    relations = list(g.relation_to_id)
+    (out / "entity2id.txt").write_text("".join(f"{e} {i}\n" for i, e in enumerate(entities)), encoding="utf-8")
+    (out / "relation2id.txt").write_text("".join(f"{r} {i}\n" for i, r in enumerate(relations)), encoding="utf-8")
+    for split in ("train", "valid", "test"):
+        _write_triples(out / f"{split}.txt", g.split(split), entities, relations)
+    derived = out / "derived"
+    derived.mkdir(exist_ok=True)
+    with (derived / "entity_names.tsv").open("w", encoding="utf-8") as fh:
+        fh.write("id\tname\n")
+        for i, name in enumerate(g.entity_names or entities):
+            fh.write(f"{i}\t{name}\n")
+    features = out / "features"
+    features.mkdir(exist_ok=True)
+    for modality, feats in kg.features.items():
+        save_view_features(features / f"{modality}.safetensors", feats, entity_names=entities, metadata=feats.metadata)
+    truth = {m: rel.to(torch.uint8).tolist() for m, rel in kg.view_relevance.items()}
+    (features / "view_relevance.json").write_text(json.dumps(truth), encoding="utf-8")
+    (out / "synthetic_config.json").write_text(json.dumps(asdict(kg.config), indent=2), encoding="utf-8")
+
+    if raw_view_entities > 0:
+        gen = torch.Generator().manual_seed(kg.config.seed + 1)
+        raw = out / "raw"
+        (raw / "images").mkdir(parents=True, exist_ok=True)
+        rows_text, rows_truth = ["entity\ttext"], ["entity\tmodality\tview\trelevant"]
+        for e in range(min(raw_view_entities, g.num_entities)):
+            z = kg.latent[e]
+            for k in torch.nonzero(kg.visual.mask[e]).squeeze(1).tolist():
+                relevant = bool(kg.view_relevance["visual"][e, k])
+                folder = raw / "images" / entities[e]
+                folder.mkdir(exist_ok=True)
+                _raw_image(z, relevant, gen).save(folder / f"view{k}.png")
+                rows_truth.append(f"{entities[e]}\tvisual\timages/{entities[e]}/view{k}.png\t{int(relevant)}")
+            for k in torch.nonzero(kg.text.mask[e]).squeeze(1).tolist():
+                relevant = bool(kg.view_relevance["text"][e, k])
+                text = _raw_text(z, relevant, gen)
+                rows_text.append(f"{entities[e]}\t{text}")
+                rows_truth.append(f"{entities[e]}\ttext\t{text}\t{int(relevant)}")
+        (raw / "texts.tsv").write_text("\n".join(rows_text) + "\n", encoding="utf-8")
+        (raw / "truth.tsv").write_text("\n".join(rows_truth) + "\n", encoding="utf-8")
+    return out
+
+
+_CACHE: dict[int, SyntheticKG] = {}
+
+
+def load_synthetic(seed: int = 0) -> SyntheticKG:
+    """The default synthetic graph for ``seed`` (generated in memory, cached per process)."""
+    if seed not in _CACHE:
+        _CACHE[seed] = generate_synthetic(SyntheticConfig(seed=seed))
+    return _CACHE[seed]
+
+
+def load_synthetic_graph(seed: int = 0) -> KnowledgeGraph:
+    """Only the graph of :func:`load_synthetic` (what ``load_graph("synthetic")`` returns)."""
+    return load_synthetic(seed).graph

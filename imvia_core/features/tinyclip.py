@@ -1,0 +1,94 @@
+"""TinyCLIP model configurations, registered with open_clip.
+
+The IMVIA paper encodes every image and text view with TinyCLIP (Wu et al., "TinyCLIP: CLIP Distillation via Affinity
+Mimicking and Weight Inheritance", ICCV 2023). Microsoft released TinyCLIP as a fork of open_clip whose model
+configurations are not part of open_clip 3.3.0; this module adds them to open_clip's registry, so that
+``open_clip.create_model("TinyCLIP-ViT-8M-16-Text-3M")`` builds the architecture of the released checkpoints.
+
+The values are those of the release's ``src/open_clip/model_configs/*.json`` (Microsoft ``Cream/TinyCLIP``): plain
+ViT image towers with 64-wide attention heads and GELU, a causal text transformer pooled at the end-of-text token,
+a 512-d joint embedding, 224 px images with patch 16 (or 32) and 77-token contexts with the CLIP BPE vocabulary.
+
+========================================  =================================  ================================
+name                                      image tower                        text tower
+========================================  =================================  ================================
+``TinyCLIP-ViT-8M-16-Text-3M``            width 256, 10 layers, patch 16     width 256, 4 heads, 3 layers
+``TinyCLIP-ViT-39M-16-Text-19M``          width 512, 12 layers, patch 16     width 512, 8 heads, 6 layers
+``TinyCLIP-ViT-61M-32-Text-29M``          width 640, 12 layers, patch 32     width 512, 8 heads, 9 layers
+``TinyCLIP-40M``                          width 512, 12 layers, patch 32     width 512, 8 heads, 6 layers
+========================================  =================================  ================================
+
+Names are those of the release's configuration files. The size in a name counts the parameters of the image tower and of the text tower without its token-embedding
+table (49408 x width), which is how the TinyCLIP paper counts them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["TINYCLIP_CONFIGS", "DEFAULT_MODEL", "register_tinyclip_configs", "is_registered"]
+
+#: the model the paper's feature extraction uses by default in this project (the smallest TinyCLIP).
+DEFAULT_MODEL = "TinyCLIP-ViT-8M-16-Text-3M"
+
+
+def _config(*, vision_width: int, vision_layers: int, patch: int, text_width: int, heads: int, layers: int) -> dict:
+    return {
+        "embed_dim": 512,
+        "vision_cfg": {"image_size": 224, "layers": vision_layers, "width": vision_width, "patch_size": patch},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": text_width, "heads": heads, "layers": layers},
+    }
+
+
+#: open_clip model configurations of Microsoft's TinyCLIP release (manual weight inheritance, ViT towers).
+TINYCLIP_CONFIGS: dict[str, dict[str, Any]] = {
+    "TinyCLIP-ViT-8M-16-Text-3M": _config(
+        vision_width=256, vision_layers=10, patch=16, text_width=256, heads=4, layers=3
+    ),
+    "TinyCLIP-ViT-39M-16-Text-19M": _config(
+        vision_width=512, vision_layers=12, patch=16, text_width=512, heads=8, layers=6
+    ),
+    "TinyCLIP-ViT-61M-32-Text-29M": _config(
+        vision_width=640, vision_layers=12, patch=32, text_width=512, heads=8, layers=9
+    ),
+    "TinyCLIP-40M": _config(vision_width=512, vision_layers=12, patch=32, text_width=512, heads=8, layers=6),
+}
+
+
+def is_registered(name: str) -> bool:
+    """Whether open_clip knows model ``name`` (built in or registered)."""
+    import open_clip
+
+    return name in open_clip.list_models()
+
+
+def register_tinyclip_configs() -> list[str]:
+    """Add the TinyCLIP configurations to open_clip's model registry (idempotent).
+
+    open_clip 3.3.0 keeps its registry in ``open_clip.factory._MODEL_CONFIGS`` (name -> config dict), filled from
+    JSON files by ``add_model_config(path)``; every rescan keeps entries already there. The configurations are
+    inserted into that dict; if a later open_clip no longer has it, they are written as JSON files to a temporary
+    folder and registered through the public ``open_clip.add_model_config``.
+
+    :return: the names that were added (empty when all were registered already).
+    """
+    import open_clip
+    from open_clip import factory
+
+    missing = [name for name in TINYCLIP_CONFIGS if name not in open_clip.list_models()]
+    if not missing:
+        return []
+    registry = getattr(factory, "_MODEL_CONFIGS", None)
+    if isinstance(registry, dict):
+        for name in missing:
+            registry[name] = copy.deepcopy(TINYCLIP_CONFIGS[name])
+    else:  # pragma: no cover - only for open_clip versions without the private registry
+        folder = Path(tempfile.mkdtemp(prefix="imvia-tinyclip-configs-"))
+        for name in missing:
+            (folder / f"{name}.json").write_text(json.dumps(TINYCLIP_CONFIGS[name]), encoding="utf-8")
+        open_clip.add_model_config(folder)
+    return missing

@@ -1,0 +1,128 @@
+"""Crash-safe files: atomic writes, checksummed checkpoints, and recovery of the last good one.
+
+Every file a run writes goes to a temporary file in the same folder, is flushed to disk, and is then renamed over
+its target, so a reader never sees half a file. A checkpoint ``ckpt-000120.pt`` has a sidecar ``ckpt-000120.pt.sha256``
+written after it; a checkpoint whose sidecar is missing or disagrees (a run killed during the write, a truncated
+copy) is reported and skipped in favour of the previous good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imvia_core.errors import InputError
+
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "sha256_file",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_good_checkpoint",
+    "CorruptCheckpointError",
+]
+
+_PATTERN = re.compile(r"^ckpt-(\d+)\.pt$")
+
+
+class CorruptCheckpointError(InputError):
+    """A checkpoint file is truncated, altered, or lacks its checksum."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Save ``state`` with :func:`torch.save`, atomically, then its SHA-256 sidecar."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    atomic_write_bytes(path, data)
+    atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+    return path
+
+
+def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint after checking its SHA-256 sidecar.
+
+    :raises CorruptCheckpointError: the file or its sidecar is missing, or the checksum disagrees, or it does not
+        unpickle.
+    """
+    path = Path(path)
+    sidecar = path.with_name(path.name + ".sha256")
+    if not path.is_file():
+        raise CorruptCheckpointError(f"{path}: checkpoint file is missing")
+    if not sidecar.is_file():
+        raise CorruptCheckpointError(f"{path}: no checksum file {sidecar.name} (the write did not finish)")
+    expected = sidecar.read_text().strip()
+    got = sha256_file(path)
+    if got != expected:
+        raise CorruptCheckpointError(f"{path}: SHA-256 {got[:12]}... does not match {sidecar.name} ({expected[:12]}...)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as err:  # noqa: BLE001
+        raise CorruptCheckpointError(f"{path}: cannot be read ({err})") from err
+
+
+def _numbered(folder: Path) -> list[tuple[int, Path]]:
+    found = []
+    for p in folder.glob("ckpt-*.pt"):
+        m = _PATTERN.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return sorted(found, reverse=True)
+
+
+def latest_good_checkpoint(folder: str | Path, *, map_location: str | torch.device = "cpu"):
+    """Return ``(path, state)`` of the newest checkpoint in ``folder`` that verifies, or ``(None, None)``.
+
+    Checkpoints that fail verification are reported with a warning and skipped.
+    """
+    for _, path in _numbered(Path(folder)):
+        try:
+            return path, load_checkpoint(path, map_location=map_location)
+        except CorruptCheckpointError as err:
+            warnings.warn(f"skipping damaged checkpoint: {err}", stacklevel=2)
+    return None, None
+
+
+def prune_checkpoints(folder: str | Path, *, keep: int = 2) -> None:
+    """Delete all but the ``keep`` newest numbered checkpoints (and their sidecars)."""
+    for _, path in _numbered(Path(folder))[keep:]:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)

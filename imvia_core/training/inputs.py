@@ -1,0 +1,59 @@
+"""Which feature file a run uses for each modality.
+
+``"auto"`` looks, in order, for: the synthetic graph's own features (generated in memory); the project's view files
+``data/<NAME>/features/<modality>.safetensors``; the single-vector files of the MoMoK/IMVIA code
+(``img_features.pth`` / ``text_features.pth``, or ``.pkl``) in ``data/<NAME>/``; and, for text only, features
+encoded from the entity names (and MKG-W descriptions) with the packaged MiniLM encoder, cached as
+``data/<NAME>/features/text-minilm.safetensors``. Nothing found means the modality is absent, and the run
+records so in ``results.json``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from imvia_core.paths import data_dir
+
+__all__ = ["find_features"]
+
+_MOMOK_NAMES = {"visual": ("img_features.pth", "img_features.pkl"), "text": ("text_features.pth", "text_features.pkl")}
+
+
+def find_features(graph, modality: str, source: str):
+    """Return the :class:`~imvia_core.features.types.ModalityFeatures` of ``modality`` for ``graph`` or ``None``."""
+    from imvia_core.features.io import load_features
+
+    names = list(graph.entity_to_id)
+    if source not in ("auto", "none"):
+        return load_features(source, num_entities=graph.num_entities, entity_names=names, modality=modality)
+    if source == "none":
+        return None
+    if graph.name == "synthetic":
+        from imvia_core.data.synthetic import load_synthetic
+
+        return load_synthetic().features[modality]
+    root = data_dir() / graph.name
+    candidates = [root / "features" / f"{modality}.safetensors"]
+    candidates += [root / n for n in _MOMOK_NAMES[modality]]
+    if modality == "text":
+        candidates.append(root / "features" / "text-minilm.safetensors")
+    for path in candidates:
+        if path.is_file():
+            return load_features(path, num_entities=graph.num_entities, entity_names=names, modality=modality)
+    if modality == "text":
+        return _encode_names(graph, root / "features" / "text-minilm.safetensors")
+    warnings.warn(f"no {modality} features found for {graph.name} under {root}; the {modality} branch is absent", stacklevel=2)
+    return None
+
+
+def _encode_names(graph, out: Path):
+    try:
+        from imvia_core.features.names import encode_entity_names
+    except ImportError:
+        return None
+    try:
+        return encode_entity_names(graph, out=out, encoder="minilm")
+    except ImportError as err:
+        warnings.warn(f"text branch absent: the MiniLM encoder is not installed ({err})", stacklevel=2)
+        return None

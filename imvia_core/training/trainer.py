@@ -1,0 +1,375 @@
+"""The training loop: 1-N link prediction with reciprocal relations, validation-based model selection, resumable.
+
+Read top to bottom, a run is:
+
+1. load the graph and the feature files, build the model and its optimizers (main, and the CLUB estimators' own);
+2. every epoch, shuffle the distinct training queries ``(head, relation)`` (reciprocals included), and for each
+   batch build the 0/1 target matrix on the device from the index of known training tails, take the alternating
+   estimator step, then the main step (Eq. 8);
+3. every ``eval_every`` epochs, rank the validation set (filtered, both directions) and keep the checkpoint with the
+   best validation MRR; stop early after ``patience`` evaluations without improvement;
+4. load the best checkpoint and evaluate the test set with it, for the final score and for every branch.
+
+The run directory holds ``config.json``, ``metrics.jsonl`` (one JSON object per epoch and per evaluation),
+numbered checkpoints ``ckpt-*.pt`` with SHA-256 sidecars, ``best.pt`` and ``results.json``. ``resume=True`` continues
+from the newest good checkpoint with the model, both optimizers, the scheduler, the random states and the
+early-stopping state, so that an interrupted run ends with the same result as an uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from imvia_core.errors import ImviaError
+from imvia_core.training.checkpoint import (
+    atomic_write_text,
+    latest_good_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
+from imvia_core.training.config import TrainConfig
+
+__all__ = ["train", "TrainingDiverged", "RunContext", "prepare_run", "evaluate_model", "describe_hardware"]
+
+
+class TrainingDiverged(ImviaError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(eq=False)
+class RunContext:
+    """What a run needs besides its configuration: graph, features, model and the training index."""
+
+    config: TrainConfig
+    graph: Any
+    features: dict[str, Any]
+    model: Any
+    device: torch.device
+
+
+# --------------------------------------------------------------------------------------------------- set-up
+def resolve_features(config: TrainConfig, graph) -> dict[str, Any]:
+    """Load the feature files of ``config`` for ``graph``: ``{"visual": ModalityFeatures | None, "text": ...}``."""
+    from imvia_core.training.inputs import find_features
+
+    wanted = {"visual": config.use_visual, "text": config.use_text}
+    sources = {"visual": config.visual_features, "text": config.text_features}
+    out: dict[str, Any] = {}
+    for modality in ("visual", "text"):
+        if config.model != "imvia" or not wanted[modality] or sources[modality] == "none":
+            out[modality] = None
+            continue
+        out[modality] = find_features(graph, modality, sources[modality])
+    return out
+
+
+def prepare_run(config: TrainConfig) -> RunContext:
+    """Load data and features and build the model of ``config`` (seeded)."""
+    from imvia_core.data.loading import load_graph
+    from imvia_core.model import build_model
+
+    config.validate()
+    device = torch.device(config.device)
+    graph = load_graph(config.dataset)
+    features = resolve_features(config, graph)
+    torch.manual_seed(config.seed)
+    model_options = {
+        "dim": config.dim,
+        "num_views": config.num_views,
+        "input_dropout": config.input_dropout,
+        "hidden_dropout1": config.hidden_dropout1,
+        "hidden_dropout2": config.hidden_dropout2,
+        "label_smoothing": config.label_smoothing,
+        "mu": config.mu,
+        "lambda_align": config.lambda_align,
+        "use_structure": config.use_structure,
+        "use_visual": config.use_visual,
+        "use_text": config.use_text,
+        "use_joint": config.use_joint,
+        "decision_fusion": config.decision_fusion,
+        "mi_between": config.mi_between,
+        **config.model_options,
+    }
+    model = build_model(
+        config.model,
+        num_entities=graph.num_entities,
+        num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
+        features=features,
+        config=model_options,
+    ).to(device)
+    return RunContext(config=config, graph=graph, features=features, model=model, device=device)
+
+
+def describe_hardware(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+    if device.type == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _git_commit() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if config.amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+def evaluate_model(ctx: RunContext, split: str, *, branch: str = "final", progress: bool = True):
+    """Filtered ranking of ``split`` (both directions) with the model's ``branch`` score."""
+    from imvia_core.evaluation import evaluate, relation_categories
+
+    model, graph, cfg = ctx.model, ctx.graph, ctx.config
+    model.eval()
+
+    @torch.no_grad()
+    def scorer(heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        with _autocast(cfg, ctx.device):
+            return model.score_all(heads, relations, branch=branch).float()
+
+    result = evaluate(
+        scorer,
+        graph.split(split),
+        num_entities=graph.num_entities,
+        num_relations=graph.num_relations,
+        filter_index=graph.filter_index,
+        batch_size=cfg.eval_batch_size,
+        device=ctx.device,
+        relation_categories=relation_categories(graph.train, graph.num_relations),
+        progress=progress,
+    )
+    model.train()
+    return result
+
+
+# --------------------------------------------------------------------------------------------------- training
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+
+def _truncate_jsonl(path: Path, *, after_epoch: int) -> None:
+    """Drop log lines of epochs after ``after_epoch`` (written after the checkpoint a run resumes from)."""
+    if not path.is_file():
+        return
+    kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    kept = [ln for ln in kept if json.loads(ln).get("epoch", 0) <= after_epoch]
+    atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` in ``run_dir`` and return the content of ``results.json``.
+
+    :param resume: continue from the newest good checkpoint in ``run_dir`` (its saved configuration must match).
+    """
+    from imvia_core.evaluation import FilterIndex
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_path = run_dir / "config.json"
+    if resume and config_path.is_file():
+        saved = TrainConfig.from_file(config_path)
+        if {**saved.to_dict(), "device": None} != {**config.to_dict(), "device": None}:
+            raise ImviaError(f"{config_path}: the run was started with another configuration; resume with the same one")
+    config.save(config_path)
+
+    ctx = prepare_run(config)
+    cfg, graph, model, device = ctx.config, ctx.graph, ctx.model, ctx.device
+    optimizer = torch.optim.Adam(model.main_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    aux_params = model.auxiliary_parameters()
+    aux_optimizer = torch.optim.Adam(aux_params, lr=cfg.lr) if aux_params else None
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+
+    # the distinct training queries (reciprocals included) and the index of their known tails
+    train_index = FilterIndex.from_triples(
+        graph.with_reciprocals("train"), num_entities=graph.num_entities, num_relations=graph.num_relations_with_reciprocals
+    ).to(device)
+    q_heads, q_relations = train_index.unique_queries()
+    num_queries = int(q_heads.shape[0])
+    batches_per_epoch = math.ceil(num_queries / cfg.batch_size)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+
+    metrics_path = run_dir / "metrics.jsonl"
+    state = {"epoch": 0, "best_mrr": -1.0, "best_epoch": 0, "bad_evals": 0, "train_seconds": 0.0}
+    if resume:
+        path, ckpt = latest_good_checkpoint(run_dir, map_location=device)
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if aux_optimizer is not None:
+                aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            torch.set_rng_state(ckpt["rng_cpu"])
+            if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+                torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
+            shuffle.set_state(ckpt["rng_shuffle"])
+            state = ckpt["state"]
+            _truncate_jsonl(metrics_path, after_epoch=state["epoch"])
+            if progress:
+                tqdm.write(f"resuming {run_dir} from {path.name} (epoch {state['epoch']})")
+    elif metrics_path.exists():
+        metrics_path.unlink()
+
+    def checkpoint() -> None:
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer is not None else None,
+                "scheduler": scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "rng_shuffle": shuffle.get_state(),
+                "state": dict(state),
+                "config": cfg.to_dict(),
+            },
+            run_dir / f"ckpt-{state['epoch']:06d}.pt",
+        )
+        prune_checkpoints(run_dir, keep=2)
+
+    model.train()
+    epochs = tqdm(range(state["epoch"], cfg.epochs), desc=f"{cfg.model} on {cfg.dataset}", disable=not progress)
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        order = torch.randperm(num_queries, generator=shuffle).to(device)
+        sums: dict[str, float] = {}
+        grad_norm_sum = 0.0
+        for b in range(batches_per_epoch):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            heads, relations = q_heads[idx], q_relations[idx]
+            rows, cols = train_index.known_tails(heads, relations)
+            targets = torch.zeros(len(idx), graph.num_entities, device=device)
+            targets[rows, cols] = 1.0
+
+            if aux_optimizer is not None:  # alternating step: the CLUB estimators learn q(y|x) (Eq. 4)
+                with _autocast(cfg, device):
+                    aux_loss = model.auxiliary_loss(heads, relations)
+                if aux_loss is not None:
+                    aux_optimizer.zero_grad(set_to_none=True)
+                    aux_loss.float().backward()
+                    aux_optimizer.step()
+
+            with _autocast(cfg, device):  # main step: L = mu L1 + lambda L2 + L3 (Eq. 8)
+                loss, terms = model.training_loss(heads, relations, targets)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
+                    f"(terms: {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
+                    f"the last good checkpoint in {run_dir} is kept. Lower the learning rate or check the features."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.main_parameters(), max_norm)
+            optimizer.step()
+            grad_norm_sum += float(grad_norm)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        scheduler.step()
+        state["epoch"] = epoch + 1
+        state["train_seconds"] += time.perf_counter() - t0
+        means = {k: v / batches_per_epoch for k, v in sums.items()}
+        record = {"kind": "train", "epoch": epoch + 1, "seconds": time.perf_counter() - t0, **means}
+        record["grad_norm"] = grad_norm_sum / batches_per_epoch
+        record["lr"] = scheduler.get_last_lr()[0]
+        _append_jsonl(metrics_path, record)
+        epochs.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k in ("kgc", "align", "mi", "loss")})
+
+        last_epoch = epoch + 1 == cfg.epochs
+        if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
+            valid = evaluate_model(ctx, "valid", progress=False)
+            mrr = valid.metric("mrr")
+            improved = mrr > state["best_mrr"]
+            if improved:
+                state.update(best_mrr=mrr, best_epoch=epoch + 1, bad_evals=0)
+                save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best.pt")
+            else:
+                state["bad_evals"] += 1
+            _append_jsonl(
+                metrics_path,
+                {"kind": "valid", "epoch": epoch + 1, "mrr": mrr, **{f"hits@{k}": valid.metric(f"hits@{k}") for k in (1, 3, 10)}},
+            )
+            if progress:
+                tqdm.write(f"epoch {epoch + 1}: valid MRR {mrr:.4f} (best {state['best_mrr']:.4f} at {state['best_epoch']})")
+            stop = cfg.patience > 0 and state["bad_evals"] >= cfg.patience
+            if stop:
+                state["stopped_early"] = True
+            checkpoint()
+            if stop:
+                break
+    else:
+        if state["epoch"] % cfg.eval_every != 0 and state["epoch"] < cfg.epochs:
+            checkpoint()
+
+    return finish(ctx, run_dir, state, progress=progress)
+
+
+def finish(ctx: RunContext, run_dir: Path, state: dict[str, Any], *, progress: bool = True) -> dict[str, Any]:
+    """Evaluate the best checkpoint on valid and test (final score and every branch) and write ``results.json``."""
+    best = load_checkpoint(run_dir / "best.pt", map_location=ctx.device)
+    ctx.model.load_state_dict(best["model"])
+    cfg, graph = ctx.config, ctx.graph
+    valid = evaluate_model(ctx, "valid", progress=progress)
+    test = evaluate_model(ctx, "test", progress=progress)
+    branches = {}
+    for branch in getattr(ctx.model, "branches", ("final",)):
+        if branch != "final":
+            branches[branch] = evaluate_model(ctx, "test", branch=branch, progress=False).to_dict()
+    modalities = {m: (f is not None) for m, f in ctx.features.items()}
+    results = {
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "config": cfg.to_dict(),
+        "dataset_statistics": graph.statistics(),
+        "modalities": {"structure": cfg.model != "imvia" or cfg.use_structure, **modalities},
+        "feature_sources": {m: (f.metadata if f is not None else None) for m, f in ctx.features.items()},
+        "best_epoch": state["best_epoch"],
+        "epochs_trained": state["epoch"],
+        "stopped_early": bool(state.get("stopped_early", False)),
+        "train_seconds": state["train_seconds"],
+        "selection": "best validation MRR (realistic rank); all test metrics from that checkpoint",
+        "valid": valid.to_dict(),
+        "test": test.to_dict(),
+        "test_branches": branches,
+        "hardware": describe_hardware(ctx.device),
+        "git_commit": _git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    if progress:
+        tqdm.write(f"test MRR {test.metric('mrr'):.4f} (best valid MRR {valid.metric('mrr'):.4f} at epoch {state['best_epoch']})")
+    return results
