@@ -92,7 +92,9 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
     expected = sidecar.read_text().strip()
     got = sha256_file(path)
     if got != expected:
-        raise CorruptCheckpointError(f"{path}: SHA-256 {got[:12]}... does not match {sidecar.name} ({expected[:12]}...)")
+        raise CorruptCheckpointError(
+            f"{path}: SHA-256 {got[:12]}... does not match {sidecar.name} ({expected[:12]}...)"
+        )
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as err:  # noqa: BLE001

@@ -20,7 +20,11 @@ _BOOL_SWITCHES = {
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help="DB15K, MKG-W, MKG-Y, synthetic, or a folder (default: synthetic)")
-    p.add_argument("--model", default=None, help="imvia (default), or a structure-only baseline: tucker, transe, distmult, complex, rotate")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="imvia (default), or a structure-only baseline: tucker, transe, distmult, complex, rotate",
+    )
     p.add_argument(
         "--profile",
         default="cpu",
@@ -28,7 +32,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         help="per-dataset defaults: 'paper' (the reference GPU settings), 'cpu' (about an hour on a 2-core CPU), "
         "'ci' (synthetic, about a minute). Options given here override the profile. Default: cpu",
     )
-    p.add_argument("--config", type=Path, help="a JSON or YAML file of options (applied after the profile, before flags)")
+    p.add_argument(
+        "--config", type=Path, help="a JSON or YAML file of options (applied after the profile, before flags)"
+    )
     p.add_argument("--run-dir", type=Path, help="where checkpoints and results go (default: runs/<dataset>-<model>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its newest good checkpoint")
     p.add_argument("--lr", type=float, help="learning rate of the main optimizer (Adam)")
@@ -45,7 +51,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--visual-features", help="visual feature file, 'auto' or 'none'")
     p.add_argument("--text-features", help="text feature file, 'auto' or 'none'")
     p.add_argument("--decision-fusion", choices=("gated", "uniform"), help="relation-aware gate or uniform average")
-    p.add_argument("--mi-between", choices=("modalities", "views"), help="apply the CLUB bound between modalities or views")
+    p.add_argument(
+        "--mi-between", choices=("modalities", "views"), help="apply the CLUB bound between modalities or views"
+    )
     for flag, field in _BOOL_SWITCHES.items():
         p.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=f"ablation: set {field}=false (Fig. 2)")
     p.add_argument("--device", help="cpu, cuda, cuda:0, mps ... (default: cpu)")
@@ -57,7 +65,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = {}
     if args.config is not None:
-        values.update(TrainConfig.from_file(args.config).to_dict())
+        values.update(TrainConfig.read_file(args.config))
     flags = {
         "model": args.model,
         "lr": args.lr,
@@ -176,4 +184,3 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="the built-in synthetic dataset end to end (statistics and a ranked test set)")
     p.set_defaults(func=_cmd_demo)
-

@@ -102,6 +102,11 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(cls.read_file(path), source=str(path))
+
+    @classmethod
+    def read_file(cls, path: str | Path) -> dict[str, Any]:
+        """The options set in a JSON or YAML file, keys checked, values not yet validated."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -118,7 +123,10 @@ class TrainConfig:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {err}") from err
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of option names to values, found {type(values).__name__}")
-        return cls.from_dict(values, source=str(path))
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
+        return values
 
     def save(self, path: str | Path) -> None:
         from imvia_core.training.checkpoint import atomic_write_text

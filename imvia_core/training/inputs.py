@@ -43,7 +43,9 @@ def find_features(graph, modality: str, source: str):
             return load_features(path, num_entities=graph.num_entities, entity_names=names, modality=modality)
     if modality == "text":
         return _encode_names(graph, root / "features" / "text-minilm.safetensors")
-    warnings.warn(f"no {modality} features found for {graph.name} under {root}; the {modality} branch is absent", stacklevel=2)
+    warnings.warn(
+        f"no {modality} features found for {graph.name} under {root}; the {modality} branch is absent", stacklevel=2
+    )
     return None
 
 

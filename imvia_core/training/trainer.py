@@ -216,7 +216,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
 
     # the distinct training queries (reciprocals included) and the index of their known tails
     train_index = FilterIndex.from_triples(
-        graph.with_reciprocals("train"), num_entities=graph.num_entities, num_relations=graph.num_relations_with_reciprocals
+        graph.with_reciprocals("train"),
+        num_entities=graph.num_entities,
+        num_relations=graph.num_relations_with_reciprocals,
     ).to(device)
     q_heads, q_relations = train_index.unique_queries()
     num_queries = int(q_heads.shape[0])
@@ -321,10 +323,17 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
                 state["bad_evals"] += 1
             _append_jsonl(
                 metrics_path,
-                {"kind": "valid", "epoch": epoch + 1, "mrr": mrr, **{f"hits@{k}": valid.metric(f"hits@{k}") for k in (1, 3, 10)}},
+                {
+                    "kind": "valid",
+                    "epoch": epoch + 1,
+                    "mrr": mrr,
+                    **{f"hits@{k}": valid.metric(f"hits@{k}") for k in (1, 3, 10)},
+                },
             )
             if progress:
-                tqdm.write(f"epoch {epoch + 1}: valid MRR {mrr:.4f} (best {state['best_mrr']:.4f} at {state['best_epoch']})")
+                tqdm.write(
+                    f"epoch {epoch + 1}: valid MRR {mrr:.4f} (best {state['best_mrr']:.4f} at {state['best_epoch']})"
+                )
             stop = cfg.patience > 0 and state["bad_evals"] >= cfg.patience
             if stop:
                 state["stopped_early"] = True
@@ -371,5 +380,8 @@ def finish(ctx: RunContext, run_dir: Path, state: dict[str, Any], *, progress: b
     }
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
     if progress:
-        tqdm.write(f"test MRR {test.metric('mrr'):.4f} (best valid MRR {valid.metric('mrr'):.4f} at epoch {state['best_epoch']})")
+        tqdm.write(
+            f"test MRR {test.metric('mrr'):.4f} "
+            f"(best valid MRR {valid.metric('mrr'):.4f} at epoch {state['best_epoch']})"
+        )
     return results
