@@ -227,32 +227,34 @@ def fetch_dataset(
     root = (Path(dest_root) if dest_root is not None else paths.data_dir()) / info.name
     statuses = file_status(info, root=root)
     bar = tqdm(statuses, desc=f"fetch {info.name}", unit="file", **({} if progress else {"disable": True}))
-    for status in bar:
-        entry = status.file
-        if status.state == "ok":
-            continue
-        source = _source_of(info, entry, source_root)
-        if source is None:  # side information without a mirror: nothing to fetch it from
-            if status.state == "corrupt":
-                raise ChecksumError(
-                    f"{status.path}: expected SHA-256 {entry.sha256}, got {sha256_of(status.path)}; delete it or "
-                    f"fetch it again with --mirror / {MIRROR_ENV}"
-                )
-            logger.info("%s/%s: only available from a mirror; skipped", info.name, entry.path)
-            continue
-        bar.set_postfix_str(entry.path)
-        if status.state == "corrupt":
-            logger.warning("%s: checksum differs from %s; downloading it again", status.path, entry.sha256)
-            status.path.unlink()
-        try:
-            _download(info, entry, source, status.path, retries=retries, backoff=backoff)
-        except _NotFound as err:
-            if not entry.required:
-                logger.warning("%s/%s: not in the mirror (%s); skipped", info.name, entry.path, source)
+    try:
+        for status in bar:
+            entry = status.file
+            if status.state == "ok":
                 continue
-            raise InputError(
-                f"{info.name}/{entry.path}: no such file at {source}; expected the source to hold "
-                f"<NAME>/<FILE> for every file of {info.name}"
-            ) from err
-    bar.close()
+            source = _source_of(info, entry, source_root)
+            if source is None:  # side information without a mirror: nothing to fetch it from
+                if status.state == "corrupt":
+                    raise ChecksumError(
+                        f"{status.path}: expected SHA-256 {entry.sha256}, got {sha256_of(status.path)}; delete it or "
+                        f"fetch it again with --mirror / {MIRROR_ENV}"
+                    )
+                logger.info("%s/%s: only available from a mirror; skipped", info.name, entry.path)
+                continue
+            bar.set_postfix_str(entry.path)
+            if status.state == "corrupt":
+                logger.warning("%s: checksum differs from %s; downloading it again", status.path, entry.sha256)
+                status.path.unlink()
+            try:
+                _download(info, entry, source, status.path, retries=retries, backoff=backoff)
+            except _NotFound as err:
+                if not entry.required:
+                    logger.warning("%s/%s: not in the mirror (%s); skipped", info.name, entry.path, source)
+                    continue
+                raise InputError(
+                    f"{info.name}/{entry.path}: no such file at {source}; expected the source to hold "
+                    f"<NAME>/<FILE> for every file of {info.name}"
+                ) from err
+    finally:
+        bar.close()
     return root

@@ -136,8 +136,9 @@ def load_known_dataset(
     base = Path(data_dir) if data_dir is not None else paths.data_dir()
     root = base / info.name
     statuses = file_status(info, root=root)
-    wanted = [s for s in statuses if s.state != "ok" and (s.file.required or resolve_mirror(mirror) is not None)]
-    if fetch and wanted:
+    lacking = [s for s in statuses if s.state != "ok"]
+    # optional files (derived/ names) only come from a mirror: look for one only when that is all that is lacking
+    if fetch and lacking and (any(s.file.required for s in lacking) or resolve_mirror(mirror) is not None):
         fetch_dataset(info.name, dest_root=base, mirror=mirror, progress=progress)
         statuses = file_status(info, root=root)
     for status in statuses:
@@ -229,7 +230,7 @@ def load_graph(
             return load_known_dataset(
                 text, data_dir=data_dir, mirror=mirror, fetch=fetch, unknown=unknown, progress=progress
             )
-    if Path(text).expanduser().is_dir():
+    if looks_like_path or Path(text).expanduser().is_dir():
         return load_folder(text, unknown=unknown)
     raise InputError(
         f"{text!r} is neither a known dataset (DB15K, MKG-W, MKG-Y, {SYNTHETIC_NAME}) nor an existing folder"
