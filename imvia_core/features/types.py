@@ -27,7 +27,9 @@ class ModalityFeatures:
 
     def __post_init__(self) -> None:
         if self.views.dim() != 3:
-            raise ValueError(f"{self.modality} views must have shape (entities, views, dim), got {tuple(self.views.shape)}")
+            raise ValueError(
+                f"{self.modality} views must have shape (entities, views, dim), got {tuple(self.views.shape)}"
+            )
         if self.mask.shape != self.views.shape[:2]:
             raise ValueError(
                 f"{self.modality} mask shape {tuple(self.mask.shape)} does not match views {tuple(self.views.shape[:2])}"
