@@ -180,14 +180,14 @@ def evaluate(
                 batch_heads = heads[start:stop].to(device)
                 batch_relations = relations[start:stop].to(device)
                 batch_targets = targets[start:stop].to(device)
+                rows = cols = None
+                if filter_index is not None:  # before scoring: its host synchronisation then costs nothing
+                    rows, cols = filter_index.known_tails(batch_heads, batch_relations)
                 scores = score_fn(batch_heads, batch_relations)
                 if scores.dim() != 2 or scores.shape != (stop - start, num_entities):
                     raise InputError(
                         f"scorer output: found shape {tuple(scores.shape)}; expected ({stop - start}, {num_entities})"
                     )
-                rows = cols = None
-                if filter_index is not None:
-                    rows, cols = filter_index.known_tails(batch_heads, batch_relations)
                 ranks = compute_ranks(
                     scores,
                     batch_targets,

@@ -107,60 +107,54 @@ def compute_ranks(
         raise InputError(f"targets: found shape {tuple(targets.shape)}; expected ({batch},) to match the scores")
     if (filter_rows is None) != (filter_cols is None):
         raise InputError("filter_rows and filter_cols: found only one of them; expected both or neither")
+    if num_entities == 0:
+        raise InputError("scores: found 0 candidate entities; expected at least one column")
     device = scores.device
     targets = targets.to(device=device, dtype=torch.long)
 
-    # One host synchronisation for all input checks.
-    checks = [((targets < 0) | (targets >= num_entities)).any()]
-    if scores.dtype.is_floating_point:
-        checks.append(torch.isnan(scores).any())
-    else:
-        checks.append(torch.zeros((), dtype=torch.bool, device=device))
+    if filter_rows is not None and (filter_rows.shape != filter_cols.shape or filter_rows.dim() != 1):
+        raise InputError(
+            f"filter coordinates: found rows {tuple(filter_rows.shape)} and cols {tuple(filter_cols.shape)}; "
+            "expected two 1-d tensors of the same length"
+        )
+    dtype = _rank_dtype(device)
+    if batch == 0:
+        if filter_rows is not None and filter_rows.numel() > 0:
+            raise InputError("filter coordinates: found coordinates for an empty batch; expected none")
+        empty = torch.zeros(0, dtype=dtype, device=device)
+        return RankBatch(empty, empty.clone(), empty.clone(), empty.clone() if tie_break == "random" else None)
+
+    # Input checks are queued now and read once at the end: a single host synchronisation, after all the work is
+    # queued. Until then, ids are clamped so that an invalid id cannot trigger a device-side indexing error.
+    bad_targets = (targets < 0) | (targets >= num_entities)
+    checks = [bad_targets.any()]
+    checks.append(torch.isnan(scores).any() if scores.dtype.is_floating_point else bad_targets.new_zeros(()))
+    safe_targets = targets.clamp(0, num_entities - 1)
+    target_scores = scores.gather(1, safe_targets.unsqueeze(1))  # (B, 1)
+    greater = (scores > target_scores).sum(dim=1)  # (B,) int64
+    not_less = (scores >= target_scores).sum(dim=1)  # counts the target itself
+
     if filter_rows is not None:
-        if filter_rows.shape != filter_cols.shape or filter_rows.dim() != 1:
-            raise InputError(
-                f"filter coordinates: found rows {tuple(filter_rows.shape)} and cols {tuple(filter_cols.shape)}; "
-                "expected two 1-d tensors of the same length"
-            )
         filter_rows = filter_rows.to(device=device, dtype=torch.long)
         filter_cols = filter_cols.to(device=device, dtype=torch.long)
         checks.append(
             ((filter_rows < 0) | (filter_rows >= batch) | (filter_cols < 0) | (filter_cols >= num_entities)).any()
         )
-    flags = torch.stack(checks).tolist()
-    if flags[0]:
-        bad = ((targets < 0) | (targets >= num_entities)).nonzero()[0, 0]
-        raise InputError(
-            f"targets[{int(bad)}]: found entity id {int(targets[bad])}; expected an id in 0..{num_entities - 1}"
-        )
-    if flags[1]:
-        rows = torch.isnan(scores).any(dim=1).nonzero()[:, 0]
-        raise InputError(
-            f"scores: found NaN in {rows.numel()} of {batch} queries (first: batch row {int(rows[0])}); expected "
-            "finite or infinite scores. A NaN score usually means the model diverged (check the learning rate)."
-        )
-    if len(flags) > 2 and flags[2]:
-        raise InputError(
-            f"filter coordinates: found a row outside 0..{batch - 1} or an entity outside 0..{num_entities - 1}"
-        )
+        if filter_rows.numel() > 0:
+            if not filter_unique:
+                codes = torch.unique(filter_rows * num_entities + filter_cols)
+                filter_rows = torch.div(codes, num_entities, rounding_mode="floor")
+                filter_cols = codes - filter_rows * num_entities
+            rows = filter_rows.clamp(0, batch - 1)
+            cols = filter_cols.clamp(0, num_entities - 1)
+            is_other = cols != safe_targets[rows]  # the target itself is never filtered
+            filtered_scores = scores[rows, cols]
+            row_target = target_scores[rows, 0]
+            above = ((filtered_scores > row_target) & is_other).long()
+            tied_or_above = ((filtered_scores >= row_target) & is_other).long()
+            greater = greater - torch.zeros_like(greater).index_add_(0, rows, above)
+            not_less = not_less - torch.zeros_like(not_less).index_add_(0, rows, tied_or_above)
 
-    target_scores = scores.gather(1, targets.unsqueeze(1))  # (B, 1)
-    greater = (scores > target_scores).sum(dim=1)  # (B,) int64
-    not_less = (scores >= target_scores).sum(dim=1)  # counts the target itself
-
-    if filter_rows is not None and filter_rows.numel() > 0:
-        if not filter_unique:
-            codes = torch.unique(filter_rows * num_entities + filter_cols)
-            filter_rows = torch.div(codes, num_entities, rounding_mode="floor")
-            filter_cols = codes - filter_rows * num_entities
-        keep = filter_cols != targets[filter_rows]
-        rows, cols = filter_rows[keep], filter_cols[keep]
-        filtered_scores = scores[rows, cols]
-        row_target = target_scores[rows, 0]
-        greater = greater - torch.zeros_like(greater).index_add_(0, rows, (filtered_scores > row_target).long())
-        not_less = not_less - torch.zeros_like(not_less).index_add_(0, rows, (filtered_scores >= row_target).long())
-
-    dtype = _rank_dtype(device)
     optimistic = (greater + 1).to(dtype)
     pessimistic = not_less.to(dtype)
     realistic = 0.5 * (optimistic + pessimistic)
@@ -171,4 +165,22 @@ def compute_ranks(
         ties_plus_one = pessimistic - optimistic + 1
         offset = torch.minimum(torch.floor(uniform * ties_plus_one), ties_plus_one - 1)
         random = optimistic + offset
+
+    flags = torch.stack(checks).tolist()
+    if flags[0]:
+        bad = int(bad_targets.nonzero()[0, 0])
+        raise InputError(
+            f"targets[{bad}]: found entity id {int(targets[bad])}; expected an id in 0..{num_entities - 1}"
+        )
+    if flags[1]:
+        nan_rows = torch.isnan(scores).any(dim=1).nonzero()[:, 0]
+        raise InputError(
+            f"scores: found NaN in {nan_rows.numel()} of {batch} queries (first: batch row {int(nan_rows[0])}); "
+            "expected finite or infinite scores. A NaN score usually means the model diverged (check the learning "
+            "rate)."
+        )
+    if len(flags) > 2 and flags[2]:
+        raise InputError(
+            f"filter coordinates: found a row outside 0..{batch - 1} or an entity outside 0..{num_entities - 1}"
+        )
     return RankBatch(optimistic=optimistic, pessimistic=pessimistic, realistic=realistic, random=random)
