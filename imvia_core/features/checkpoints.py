@@ -113,7 +113,9 @@ def read_state_dict(path: str | Path, *, allow_pickle: bool = False) -> dict[str
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
     except Exception as err:
-        hint = "" if allow_pickle else " (if the file is from a trusted source, allow pickled objects: --trust-checkpoint)"
+        hint = (
+            "" if allow_pickle else " (if the file is from a trusted source, allow pickled objects: --trust-checkpoint)"
+        )
         raise InputError(f"cannot read checkpoint {path}: {err}{hint}") from err
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
