@@ -1,0 +1,73 @@
+"""Build a link-prediction model by name: ``imvia`` or one of the structural baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from imvia_core.errors import ConfigError, InputError
+from imvia_core.features.types import ModalityFeatures
+from imvia_core.model.base import KGCModel
+from imvia_core.model.baselines import BaselineConfig, ComplEx, DistMult, RotatE, StructuralModel, TransE, TuckER
+from imvia_core.model.imvia import IMVIA, IMVIAConfig
+
+__all__ = ["MODEL_NAMES", "build_model"]
+
+_BASELINES: dict[str, type[StructuralModel]] = {
+    "transe": TransE,
+    "distmult": DistMult,
+    "complex": ComplEx,
+    "rotate": RotatE,
+    "tucker": TuckER,
+}
+
+#: every name :func:`build_model` accepts
+MODEL_NAMES: tuple[str, ...] = ("imvia",) + tuple(_BASELINES)
+
+_FEATURE_KEYS = ("visual", "text")
+
+
+def build_model(
+    name: str,
+    *,
+    num_entities: int,
+    num_relations_with_reciprocals: int,
+    features: Mapping[str, ModalityFeatures | None] | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> KGCModel:
+    """Create a model.
+
+    :param name: one of :data:`MODEL_NAMES` (case-insensitive).
+    :param num_entities: ``E``.
+    :param num_relations_with_reciprocals: ``2R``.
+    :param features: ``{"visual": ..., "text": ...}``, entries may be ``None`` or missing (IMVIA only; the
+        structural baselines ignore features).
+    :param config: hyperparameters: fields of :class:`~imvia_core.model.imvia.IMVIAConfig` for ``imvia``, of
+        :class:`~imvia_core.model.baselines.BaselineConfig` otherwise; unknown keys raise ``ConfigError``.
+    """
+    key = name.lower()
+    if key not in MODEL_NAMES:
+        raise ConfigError(f"model name: found {name!r}; expected one of {MODEL_NAMES}")
+    if num_entities <= 0 or num_relations_with_reciprocals <= 0:
+        raise InputError(
+            f"model sizes: found {num_entities} entities and {num_relations_with_reciprocals} relations; expected "
+            "positive numbers"
+        )
+    features = dict(features or {})
+    unknown = sorted(set(features) - set(_FEATURE_KEYS))
+    if unknown:
+        raise InputError(f"model features: found modality key(s) {unknown}; expected keys among {_FEATURE_KEYS}")
+    values = dict(config or {})
+    if key == "imvia":
+        return IMVIA(
+            num_entities=num_entities,
+            num_relations=num_relations_with_reciprocals,
+            visual=features.get("visual"),
+            text=features.get("text"),
+            config=IMVIAConfig.from_dict(values),
+        )
+    return _BASELINES[key](
+        num_entities=num_entities,
+        num_relations=num_relations_with_reciprocals,
+        config=BaselineConfig.from_dict(values),
+    )

@@ -1,0 +1,148 @@
+"""Joint embedding and relation-aware gated decision fusion (paper section C, equation after Eq. 5).
+
+Joint embedding over the modalities ``m`` present for an entity::
+
+    e_J = sum_m softmax_m( w_m . P_m(e_m) ) P_m(e_m)
+
+with one linear projection ``P_m`` (d -> d) and one attention vector ``w_m`` per modality. Modalities an entity lacks
+(no image, no text) are masked out of the softmax; an entity lacking all of them gets a zero vector.
+
+Decision fusion: the final plausibility is ``p = sum_m beta_m(r) sigmoid(S_m)`` with
+``beta(r) = softmax(W_beta e_r)`` over the active branches (or the uniform average, the ablation).
+:func:`fused_logit` returns ``logit(p)``: it ranks like ``p`` but does not saturate at 1 in float32 (which would
+create ties among the top-ranked entities).
+The training loss on ``p`` is in :mod:`.losses`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imvia_core.errors import ConfigError
+from imvia_core.model._utils import float32_region, masked_softmax, upcast
+
+__all__ = ["JointEmbedding", "JointOutput", "RelationAwareDecisionFusion", "fused_logit"]
+
+
+@dataclass
+class JointOutput:
+    """Joint embedding of ``N`` entities.
+
+    :param embedding: shape ``(N, d)``.
+    :param weights: shape ``(N, M)``: attention over :attr:`modalities`, zero where a modality is missing.
+    :param modalities: names in the column order of ``weights``.
+    """
+
+    embedding: torch.Tensor
+    weights: torch.Tensor
+    modalities: tuple[str, ...]
+
+
+class JointEmbedding(nn.Module):
+    """Attention-weighted sum of projected modality embeddings.
+
+    :param modalities: names of the modalities that take part (e.g. ``("S", "V", "T")``).
+    :param dim: dim of each modality embedding and of the result.
+    """
+
+    def __init__(self, *, modalities: Sequence[str], dim: int) -> None:
+        super().__init__()
+        if not modalities:
+            raise ConfigError("joint embedding: found no modality; expected at least one of S, V, T")
+        self.modalities = tuple(modalities)
+        self.projections = nn.ModuleDict({m: nn.Linear(dim, dim) for m in self.modalities})
+        self.attention = nn.ModuleDict({m: nn.Linear(dim, 1, bias=False) for m in self.modalities})
+
+    def forward(
+        self, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None = None
+    ) -> JointOutput:
+        """:param embeddings: name -> ``(N, d)``. :param present: name -> ``(N,)`` bool (missing: all present)."""
+        projected = [self.projections[m](embeddings[m]) for m in self.modalities]
+        stacked = torch.stack(projected, dim=1)  # (N, M, d)
+        scores = torch.cat([self.attention[m](p) for m, p in zip(self.modalities, projected)], dim=1)  # (N, M)
+        n = stacked.shape[0]
+        masks = []
+        for m in self.modalities:
+            if present is not None and m in present:
+                masks.append(present[m])
+            else:
+                masks.append(torch.ones(n, dtype=torch.bool, device=stacked.device))
+        mask = torch.stack(masks, dim=1)
+        with float32_region(stacked.device):
+            weights = masked_softmax(upcast(scores), mask, dim=1)
+        joint = torch.bmm(weights.to(stacked.dtype).unsqueeze(1), stacked).squeeze(1)
+        return JointOutput(embedding=joint, weights=weights, modalities=self.modalities)
+
+
+class RelationAwareDecisionFusion(nn.Module):
+    """``beta(r) = softmax(W_beta e_r)`` over the branches, or uniform weights.
+
+    :param branches: branch names, in the column order of the weights.
+    :param relation_dim: dim of the relation embedding fed to the gate.
+    :param mode: ``"gated"`` (paper) or ``"uniform"`` (ablation).
+    """
+
+    def __init__(self, *, branches: Sequence[str], relation_dim: int, mode: str = "gated") -> None:
+        super().__init__()
+        if mode not in ("gated", "uniform"):
+            raise ConfigError(f"decision_fusion: found {mode!r}; expected 'gated' or 'uniform'")
+        if not branches:
+            raise ConfigError("decision fusion: found no branch; expected at least one")
+        self.branches = tuple(branches)
+        self.mode = mode
+        self.gate = nn.Linear(relation_dim, len(self.branches)) if mode == "gated" else None
+
+    def log_weights(self, relation_emb: torch.Tensor) -> torch.Tensor:
+        """``log beta(r)``, shape ``(B, M)`` in float32.
+
+        :param relation_emb: shape ``(B, relation_dim)``.
+        """
+        b = relation_emb.shape[0]
+        if self.gate is None:
+            n = len(self.branches)
+            return torch.full((b, n), -math.log(n), dtype=torch.float32, device=relation_emb.device)
+        logits = self.gate(relation_emb)
+        with float32_region(relation_emb.device):
+            return F.log_softmax(upcast(logits), dim=-1)
+
+    def weights(self, relation_emb: torch.Tensor) -> torch.Tensor:
+        """``beta(r)``, shape ``(B, M)``; rows sum to 1."""
+        return self.log_weights(relation_emb).exp()
+
+
+def fused_logit(logits: Sequence[torch.Tensor], log_weights: torch.Tensor, *, chunk_rows: int = 32) -> torch.Tensor:
+    """``logit(p) = log p - log(1 - p)`` of ``p = sum_m beta_m sigmoid(S_m)`` (float32 or float64).
+
+    ``1 - p`` is computed as ``sum_m beta_m sigmoid(-S_m)``, so both ends are precise: near ``p = 1`` the score is
+    resolved by ``1 - p`` (where ``p`` itself rounds to 1 in float32), near ``p = 0`` by ``p``. Monotone in ``p``,
+    so it ranks exactly as the fused probability. Rows are processed in cache-sized chunks (element-wise work over
+    ``(B, E)`` tensors is memory-bound); ``p`` and ``1 - p`` are clamped at ``1e-30``.
+
+    :param logits: ``M`` tensors of shape ``(B, E)``: the branch scores ``S_m``.
+    :param log_weights: shape ``(B, M)``: ``log beta``.
+    :param chunk_rows: rows per chunk.
+    :return: shape ``(B, E)``.
+    """
+    b = log_weights.shape[0]
+    pieces = []
+    with float32_region(log_weights.device):
+        beta = upcast(log_weights).exp()
+        for r0 in range(0, b, chunk_rows):
+            r1 = min(b, r0 + chunk_rows)
+            p = q = None
+            for m, s in enumerate(logits):
+                s = upcast(s[r0:r1])
+                w = beta[r0:r1, m : m + 1].to(s.dtype)
+                if p is None:
+                    p, q = torch.sigmoid(s) * w, torch.sigmoid(-s) * w
+                else:
+                    p.addcmul_(torch.sigmoid(s), w)
+                    q.addcmul_(torch.sigmoid(-s), w)
+            pieces.append(p.clamp_min_(1e-30).log_() - q.clamp_min_(1e-30).log_())
+    return torch.cat(pieces, dim=0) if len(pieces) > 1 else pieces[0]
