@@ -2,9 +2,11 @@
 
 Everything comes from one latent vector ``z_e`` per entity (unit norm, ``latent_dim`` components):
 
-* **Structure.** Relation ``r`` has a random orthogonal map ``A_r``. A query ``(h, r)`` has as tails the
-  ``m_r`` entities closest to ``A_r z_h`` (Gumbel top-k, so the graph is noisy but learnable). ``m_r`` is 1 for
-  functional relations and larger for one-to-many relations; reciprocals make many-to-one.
+* **Structure.** Entities fall into clusters, and ``z_e`` is the entity's cluster centre plus its own direction
+  ``f_e``. Relation ``r`` maps each cluster to another (a permutation) and rotates ``f`` by a random orthogonal
+  ``A_r``: a query ``(h, r)`` has as tails the ``m_r`` entities of the target cluster whose ``f`` is closest to
+  ``A_r f_h`` (Gumbel top-k, so the graph is noisy but learnable). ``m_r`` is 1 for functional relations and larger
+  for one-to-many relations; reciprocals make many-to-one.
 * **Sparse entities.** A share of entities (``sparse_fraction``) are *sparse*: they are heads of only a couple of
   queries, never tails of other entities' queries, and only one of their triples is in ``train``. The rest of their
   triples go to ``valid`` and ``test``. Their structural embedding is barely trained, so a structure-only model
@@ -55,12 +57,16 @@ class SyntheticConfig:
     num_relations: int = 12
     latent_dim: int = 16
     #: head queries per dense entity and per sparse entity
-    queries_per_dense_entity: int = 5
+    queries_per_dense_entity: int = 8
     queries_per_sparse_entity: int = 2
     #: tails per query, one value drawn per relation
     tails_per_query: tuple[int, ...] = (1, 1, 2, 3)
-    #: Gumbel noise scale on the tail scores (0 = deterministic nearest neighbours)
-    structure_noise: float = 0.15
+    #: entities fall into clusters; a relation maps each cluster to one other cluster
+    num_clusters: int = 25
+    #: weight of an entity's own direction against its cluster centre in the latent vector
+    fine_scale: float = 0.6
+    #: Gumbel noise scale on the within-cluster tail scores (0 = deterministic nearest neighbours)
+    structure_noise: float = 0.1
     sparse_fraction: float = 0.2
     visual_dim: int = 64
     text_dim: int = 48
@@ -158,25 +164,33 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> SyntheticKG:
         raise ValueError("the synthetic graph needs at least 10 entities and 1 relation")
     g = torch.Generator().manual_seed(cfg.seed)
     n, n_rel = cfg.num_entities, cfg.num_relations
-    latent = _normalize(torch.randn(n, cfg.latent_dim, generator=g))
+    cluster = torch.randint(cfg.num_clusters, (n,), generator=g)
+    centers = _normalize(torch.randn(cfg.num_clusters, cfg.latent_dim, generator=g))
+    fine = _normalize(torch.randn(n, cfg.latent_dim, generator=g))
+    latent = _normalize(centers[cluster] + cfg.fine_scale * fine)
     sparse = torch.zeros(n, dtype=torch.bool)
     sparse[torch.randperm(n, generator=g)[: int(round(cfg.sparse_fraction * n))]] = True
+    # relation r sends cluster c to cluster perm[r, c] and rotates the fine part by maps[r]
+    perms = torch.stack([torch.randperm(cfg.num_clusters, generator=g) for _ in range(n_rel)])
     maps = torch.stack([_random_orthogonal(cfg.latent_dim, g) for _ in range(n_rel)])
     tails_per_rel = torch.tensor(cfg.tails_per_query)[torch.randint(len(cfg.tails_per_query), (n_rel,), generator=g)]
 
-    dense_ids = torch.nonzero(~sparse).squeeze(1)
     triples: list[torch.Tensor] = []
     is_sparse_triple: list[torch.Tensor] = []
     for h in range(n):
         n_queries = cfg.queries_per_sparse_entity if sparse[h] else cfg.queries_per_dense_entity
         rels = torch.randperm(n_rel, generator=g)[:n_queries]
         for r in rels.tolist():
-            target = maps[r] @ latent[h]
-            scores = latent[dense_ids] @ target
-            gumbel = -torch.log(-torch.log(torch.rand(scores.shape, generator=g).clamp(1e-9, 1 - 1e-9)))
-            scores = scores / max(cfg.structure_noise, 1e-6) + gumbel if cfg.structure_noise > 0 else scores
-            scores[dense_ids == h] = -math.inf
-            tails = dense_ids[torch.topk(scores, int(tails_per_rel[r])).indices]
+            candidates = torch.nonzero((cluster == perms[r, cluster[h]]) & ~sparse).squeeze(1)
+            candidates = candidates[candidates != h]
+            if len(candidates) == 0:
+                continue
+            scores = fine[candidates] @ (maps[r] @ fine[h])
+            if cfg.structure_noise > 0:
+                u = torch.rand(scores.shape, generator=g).clamp(1e-9, 1 - 1e-9)
+                scores = scores / cfg.structure_noise - torch.log(-torch.log(u))
+            k = min(int(tails_per_rel[r]), len(candidates))
+            tails = candidates[torch.topk(scores, k).indices]
             block = torch.stack([torch.full_like(tails, h), torch.full_like(tails, r), tails], dim=1)
             triples.append(block)
             is_sparse_triple.append(torch.full((len(tails),), bool(sparse[h])))

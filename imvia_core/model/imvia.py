@@ -247,6 +247,12 @@ class IMVIA(KGCModel):
                 trainable_features=cfg.trainable_features,
                 feature_dropout=cfg.feature_dropout,
             )
+        # an entity without any view of a modality gets this learned vector in that branch: a zero vector would
+        # score 0 against every query (sigmoid 0.5), which the BCE cannot push down and which ranks such
+        # entities above all others
+        self.missing_embeddings = nn.ParameterDict(
+            {m: nn.Parameter(torch.randn(d) * d**-0.5) for m in self.fusion.keys()}
+        )
         self.modalities: tuple[str, ...] = (("S",) if cfg.use_structure else ()) + tuple(self.fusion.keys())
         if not self.modalities:
             raise ConfigError(
@@ -344,7 +350,8 @@ class IMVIA(KGCModel):
                 continue
             v = views[m] if views is not None and m in views else fusion.views(entity_ids)
             res = fusion(e, relation_emb, views=v)
-            out.emb[m] = res.embedding
+            missing = self.missing_embeddings[m].to(res.embedding.dtype)
+            out.emb[m] = torch.where(res.has_view.unsqueeze(-1), res.embedding, missing)
             out.present[m] = res.has_view
             out.view_weights[m] = res.view_weights
             out.views[m] = v

@@ -88,7 +88,7 @@ def prepare_run(config: TrainConfig) -> RunContext:
     torch.manual_seed(config.seed)
     model_options = {
         "dim": config.dim,
-        "num_views": config.num_views,
+        "num_experts": config.num_views,
         "input_dropout": config.input_dropout,
         "hidden_dropout1": config.hidden_dropout1,
         "hidden_dropout2": config.hidden_dropout2,
@@ -103,6 +103,13 @@ def prepare_run(config: TrainConfig) -> RunContext:
         "mi_between": config.mi_between,
         **config.model_options,
     }
+    if config.model != "imvia":  # the structural baselines take the options they know
+        from dataclasses import fields as dc_fields
+
+        from imvia_core.model.baselines import BaselineConfig
+
+        known = {f.name for f in dc_fields(BaselineConfig)}
+        model_options = {k: v for k, v in model_options.items() if k in known or k in config.model_options}
     model = build_model(
         config.model,
         num_entities=graph.num_entities,
