@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from imvia_core.errors import ConfigError
 from imvia_core.training.config import TrainConfig, profile_config
+from imvia_core.training.experiments import ABLATION_VARIANTS, run_variant
 from imvia_core.training.trainer import train
 
 
@@ -17,18 +19,15 @@ def _cfg(**overrides) -> TrainConfig:
 
 
 @pytest.fixture(scope="session")
-def full_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("imvia-full")
-    return run_dir, train(_cfg(), run_dir, progress=False)
+def full_run():
+    """The CI-profile IMVIA run on the synthetic graph (shared with the notebooks through runs/)."""
+    results = run_variant("imvia", progress=False)
+    return Path(results["run_dir"]), results
 
 
 @pytest.fixture(scope="session")
-def ablation_runs(tmp_path_factory):
-    out = {}
-    for switch in ("use_structure", "use_visual", "use_text", "use_joint"):
-        run_dir = tmp_path_factory.mktemp(f"imvia-{switch}")
-        out[switch] = train(_cfg(**{switch: False}), run_dir, progress=False)
-    return out
+def ablation_runs():
+    return {v: run_variant(v, progress=False) for v in ABLATION_VARIANTS[1:]}
 
 
 def _mrr(result: dict, part: str = "valid") -> float:
@@ -79,8 +78,8 @@ def test_resume_reaches_the_same_result(tmp_path) -> None:
     assert resumed["test"]["metrics"] == straight["test"]["metrics"]
 
 
-def test_baseline_trains(tmp_path) -> None:
-    results = train(_cfg(model="tucker", epochs=10), tmp_path, progress=False)
+def test_baseline_trains() -> None:
+    results = run_variant("tucker", progress=False)
     assert results["modalities"]["visual"] is False
     assert _mrr(results) > 0.05  # far above random (about 0.005 for 1000 entities)
 
@@ -108,3 +107,26 @@ def test_deterministic_on_cpu(tmp_path) -> None:
     sa = torch.load(tmp_path / "a" / "best.pt", weights_only=False)["model"]
     sb = torch.load(tmp_path / "b" / "best.pt", weights_only=False)["model"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_gate_prefers_relevant_views(full_run) -> None:
+    """Eq. 1-3 on the synthetic graph: relevant views get more weight than distractors, on average."""
+    from imvia_core.data.synthetic import load_synthetic
+    from imvia_core.training.checkpoint import load_checkpoint
+    from imvia_core.training.trainer import prepare_run
+
+    run_dir, _ = full_run
+    ctx = prepare_run(TrainConfig.from_file(run_dir / "config.json"))
+    ctx.model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    ctx.model.eval()
+    kg = load_synthetic()
+    queries = ctx.graph.with_reciprocals("train")
+    with torch.no_grad():
+        info = ctx.model.inspect(queries[:, 0], queries[:, 1])
+    for name, key in (("visual", "V"), ("text", "T")):
+        weights, mask = info.view_weights[key], info.view_mask[key]
+        relevant = kg.view_relevance[name][queries[:, 0]]
+        mixed = (relevant.any(1)) & ((mask & ~relevant).any(1))  # entities with both kinds of view
+        w_rel = weights[mixed][relevant[mixed]].mean()
+        w_dis = weights[mixed][(mask & ~relevant)[mixed]].mean()
+        assert w_rel > w_dis, (name, float(w_rel), float(w_dis))

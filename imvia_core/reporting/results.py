@@ -11,7 +11,7 @@ import pandas as pd
 
 from imvia_core.errors import InputError
 
-__all__ = ["load_results", "results_frame", "run_label", "publish_run", "METRICS"]
+__all__ = ["load_results", "results_frame", "collect_results", "run_label", "publish_run", "METRICS"]
 
 #: column name -> metric name of :class:`~imvia_core.evaluation.EvaluationResult`
 METRICS = {"MRR": "mrr", "H@1": "hits@1", "H@3": "hits@3", "H@10": "hits@10", "H@100": "hits@100"}
@@ -66,6 +66,47 @@ def results_frame(paths: Iterable[str | Path], *, split: str = "test", rank_type
         row["hardware"] = hw.get("gpu") or hw.get("cpu", "")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def collect_results(
+    results_root: str | Path,
+    *,
+    variants: Iterable[str] | None = None,
+    datasets: Iterable[str] | None = None,
+    split: str = "test",
+    rank_type: str = "realistic",
+) -> pd.DataFrame:
+    """:func:`results_frame` of every ``<results_root>/<profile>/<dataset>/<variant>.json``, with two more columns.
+
+    ``profile`` and ``variant`` come from the path (``profile`` is ``""`` for a file at ``<dataset>/<variant>.json``).
+
+    :param variants: keep only these variant names (file stems), e.g. ``TABLE_VARIANTS``.
+    :param datasets: keep only these datasets.
+    :return: one row per file, sorted by dataset, profile and variant; an empty frame with the same columns when no
+        file matches.
+    """
+    root = Path(results_root)
+    wanted_variants = None if variants is None else set(variants)
+    wanted_datasets = None if datasets is None else set(datasets)
+    found: list[tuple[str, str, Path]] = []
+    for path in sorted(root.glob("**/*.json")):
+        parts = path.relative_to(root).parts
+        if len(parts) not in (2, 3):
+            continue
+        profile = parts[0] if len(parts) == 3 else ""
+        if wanted_variants is not None and path.stem not in wanted_variants:
+            continue
+        if wanted_datasets is not None and parts[-2] not in wanted_datasets:
+            continue
+        found.append((profile, path.stem, path))
+    frame = results_frame([p for _, _, p in found], split=split, rank_type=rank_type)
+    if frame.empty:
+        columns = ["dataset", "label", "source", *METRICS, "MR", "modalities", "best_epoch", "epochs", "dim"]
+        return pd.DataFrame(columns=[*columns, "hardware", "profile", "variant"])
+    by_source = {str(p): (profile, variant) for profile, variant, p in found}
+    frame["profile"] = [by_source[s][0] for s in frame["source"]]
+    frame["variant"] = [by_source[s][1] for s in frame["source"]]
+    return frame.sort_values(["dataset", "profile", "variant"]).reset_index(drop=True)
 
 
 def publish_run(run_dir: str | Path, results_root: str | Path, *, name: str | None = None) -> Path:

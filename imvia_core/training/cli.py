@@ -138,6 +138,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from imvia_core.training.experiments import ABLATION_VARIANTS, TABLE_VARIANTS, run_variant
+
+    groups = {
+        "table": TABLE_VARIANTS,
+        "ablation": ABLATION_VARIANTS,
+        "all": tuple(dict.fromkeys(TABLE_VARIANTS + ABLATION_VARIANTS)),
+    }
+    names = groups.get(args.variants) or tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    overrides = {"device": args.device} if args.device else {}
+    for name in names:
+        results = run_variant(name, dataset=args.dataset, profile=args.profile, **overrides)
+        print(json.dumps({"variant": name, "run_dir": results["run_dir"], "test": _headline(results["test"])}))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Generate the synthetic graph, print its statistics, and rank its test set with a trivial scorer."""
     from imvia_core.data.loading import load_graph
@@ -181,6 +197,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default="best.pt", help="checkpoint file in the run directory (default best.pt)")
     p.add_argument("--device", help="override the run's device")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "experiment",
+        help="train (or reuse) named variants of one dataset and publish their results under results/",
+        description=(
+            "Runs the Table II rows (imvia, tucker) and the Fig. 2 ablation variants with a profile's settings. "
+            "Finished runs with the same configuration are reused; interrupted ones are resumed."
+        ),
+    )
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--profile", default="cpu", choices=sorted(PROFILES))
+    p.add_argument(
+        "--variants",
+        default="table",
+        help="comma-separated variant names, or 'table' (imvia, tucker) or 'ablation' (imvia and its four "
+        "ablations) or 'all'",
+    )
+    p.add_argument("--device", help="cpu, cuda:0, ...")
+    p.set_defaults(func=_cmd_experiment)
 
     p = sub.add_parser("demo", help="the built-in synthetic dataset end to end (statistics and a ranked test set)")
     p.set_defaults(func=_cmd_demo)

@@ -50,12 +50,25 @@ def find_features(graph, modality: str, source: str):
 
 
 def _encode_names(graph, out: Path):
-    try:
-        from imvia_core.features.names import encode_entity_names
-    except ImportError:
+    """Encode entity names (and descriptions) with the packaged MiniLM encoder; ``None`` if it is not installed."""
+    from imvia_core.features.extract import extract_text_views, write_extraction
+    from imvia_core.features.io import load_features
+    from imvia_core.features.name_texts import name_text_sources, vocabulary_in_id_order
+    from imvia_core.features.text_encoders import MiniLMTextEncoder, minilm_available
+
+    if not minilm_available():
+        warnings.warn(
+            "text branch absent: no text features found and the MiniLM encoder is not installed "
+            "(pip install 'imvia-core[text]')",
+            stacklevel=3,
+        )
         return None
-    try:
-        return encode_entity_names(graph, out=out, encoder="minilm")
-    except ImportError as err:
-        warnings.warn(f"text branch absent: the MiniLM encoder is not installed ({err})", stacklevel=2)
-        return None
+    vocabulary = vocabulary_in_id_order(graph)
+    result = extract_text_views(
+        name_text_sources(graph, descriptions=True),
+        encoder=MiniLMTextEncoder(),
+        entity_names=vocabulary,
+        cache_dir=out.with_suffix(".cache"),
+    )
+    write_extraction(result, out, extra={"source": "entity names and descriptions (derived/)"})
+    return load_features(out, num_entities=graph.num_entities, entity_names=vocabulary, modality="text")

@@ -271,7 +271,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         prune_checkpoints(run_dir, keep=2)
 
     model.train()
-    epochs = tqdm(range(state["epoch"], cfg.epochs), desc=f"{cfg.model} on {cfg.dataset}", disable=not progress)
+    quiet = not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    epochs = tqdm(range(state["epoch"], cfg.epochs), desc=f"{cfg.model} on {cfg.dataset}", disable=quiet)
     for epoch in epochs:
         t0 = time.perf_counter()
         order = torch.randperm(num_queries, generator=shuffle).to(device)

@@ -1,0 +1,83 @@
+"""Named experiment variants (Table II rows and the Fig. 2 ablation) and a runner that reuses finished runs.
+
+A variant is a model name plus configuration overrides. :func:`run_variant` trains it under
+``runs_root/<profile>/<dataset>/<variant>-<hash>`` where ``hash`` is a digest of the full configuration, so the
+same configuration is trained once and later calls (a notebook re-executed, the test suite, the Makefile) read the
+finished ``results.json``; an interrupted run is resumed. Each finished run is also copied to
+``results/<dataset>/<variant>.json`` (see :func:`~imvia_core.reporting.results.publish_run`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from imvia_core.errors import ConfigError
+from imvia_core.training.config import TrainConfig, profile_config
+
+__all__ = ["VARIANTS", "TABLE_VARIANTS", "ABLATION_VARIANTS", "variant_config", "run_variant", "run_variants"]
+
+#: variant name -> overrides of the profile configuration
+VARIANTS: dict[str, dict[str, Any]] = {
+    "imvia": {"model": "imvia"},
+    "imvia-no-structure": {"model": "imvia", "use_structure": False},
+    "imvia-no-visual": {"model": "imvia", "use_visual": False},
+    "imvia-no-text": {"model": "imvia", "use_text": False},
+    "imvia-no-joint": {"model": "imvia", "use_joint": False},
+    "tucker": {"model": "tucker"},
+    "transe": {"model": "transe"},
+    "distmult": {"model": "distmult"},
+    "complex": {"model": "complex"},
+    "rotate": {"model": "rotate"},
+}
+TABLE_VARIANTS = ("imvia", "tucker")
+ABLATION_VARIANTS = ("imvia", "imvia-no-structure", "imvia-no-visual", "imvia-no-text", "imvia-no-joint")
+
+
+def variant_config(variant: str, *, dataset: str, profile: str, **overrides: Any) -> TrainConfig:
+    if variant not in VARIANTS:
+        raise ConfigError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    return profile_config(profile, dataset, **{**VARIANTS[variant], **overrides})
+
+
+def _digest(config: TrainConfig) -> str:
+    values = config.to_dict()
+    values.pop("device", None)  # the same experiment on another device is the same experiment
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def run_variant(
+    variant: str,
+    *,
+    dataset: str = "synthetic",
+    profile: str = "ci",
+    runs_root: str | Path | None = None,
+    results_root: str | Path | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train ``variant`` (or reuse its finished run) and return its ``results.json`` content.
+
+    The returned dict has an extra key ``"run_dir"``.
+    """
+    from imvia_core.paths import results_dir, runs_dir
+    from imvia_core.reporting.results import publish_run
+    from imvia_core.training.trainer import train
+
+    config = variant_config(variant, dataset=dataset, profile=profile, **overrides)
+    root = Path(runs_root) if runs_root is not None else runs_dir()
+    run_dir = root / profile / Path(dataset).name / f"{variant}-{_digest(config)}"
+    results_file = run_dir / "results.json"
+    if results_file.is_file():
+        results = json.loads(results_file.read_text(encoding="utf-8"))
+    else:
+        results = train(config, run_dir, resume=(run_dir / "config.json").is_file(), progress=progress)
+    publish_run(run_dir, Path(results_root) if results_root is not None else results_dir() / profile, name=variant)
+    return {**results, "run_dir": str(run_dir)}
+
+
+def run_variants(variants, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """:func:`run_variant` for each name in ``variants``; returns ``{variant: results}``."""
+    return {v: run_variant(v, **kwargs) for v in variants}
