@@ -10,7 +10,7 @@ export IMVIA_DATA_MIRROR ?= $(abspath ../shared/datasets)
 endif
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test env lint bench clean-env
+.PHONY: demo notebooks test env lint bench clean-env
 
 env: $(STAMP)
 
@@ -21,8 +21,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (imvia)" >/dev/null
 	touch $(STAMP)
 
+# the notebook collection on the synthetic graph (CI profile): executed copies in notebooks/executed/synthetic/,
+# Table II and Fig. 2 in figures/
 demo: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m imvia_core demo
+	$(PY) -m imvia_core.notebooks run -f notebooks/params/ci.yaml --out notebooks/executed/synthetic
+
+# the collection with another parameters file, e.g. make notebooks PARAMS=notebooks/params/db15k-paper.yaml
+PARAMS ?= notebooks/params/ci.yaml
+notebooks: $(STAMP)
+	$(PY) -m imvia_core.notebooks run -f $(PARAMS)
 
 test: $(STAMP)
 	TQDM_DISABLE=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1 $(PY) -m pytest -q
@@ -30,8 +37,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check imvia_core tests bench
 
+# glibc otherwise returns large blocks to the kernel after every batch (see bench/README.md)
 bench: $(STAMP)
-	$(PY) -m imvia_core.bench
+	MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 $(PY) -m imvia_core.bench $(BENCH_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

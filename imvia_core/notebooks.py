@@ -39,6 +39,7 @@ __all__ = [
     "notebook_paths",
     "notebook_parameters",
     "load_params",
+    "kernel_environment",
     "execute_notebook",
     "run_collection",
     "strip_volatile",
@@ -49,6 +50,8 @@ __all__ = [
 #: the Jupyter kernel the notebooks run on (registered in the virtual environment by ``make env``)
 KERNEL_NAME = "python3"
 _INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+#: tqdm's notice when notebook progress widgets (ipywidgets) are missing; it then draws text bars
+_TQDM_FILTER = "ignore:IProgress not found"
 _VOLATILE_CELL_KEYS = ("papermill", "execution", "collapsed", "scrolled")
 
 
@@ -128,22 +131,36 @@ def load_params(path: str | Path, *, notebooks: Sequence[Path] | None = None) ->
     return values
 
 
+def kernel_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment variables to set for the kernels that run the notebooks (given the current ``environ``).
+
+    * ``MPLBACKEND``: ``Agg`` (set for headless test runs) would keep the kernels from embedding figures in the
+      notebooks, so it becomes the inline backend;
+    * ``JUPYTER_PATH``: this interpreter's ``share/jupyter`` first, so that a ``python3`` kernelspec of another
+      installation (in the user's home) does not win over the one of the virtual environment;
+    * ``PYTHONWARNINGS``: silences tqdm's notice that notebook progress widgets are not installed (text bars are used).
+    """
+    environ = os.environ if environ is None else environ
+    out: dict[str, str] = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    if environ.get("MPLBACKEND", "").lower() in ("", "agg"):
+        out["MPLBACKEND"] = _INLINE_BACKEND
+    share = str(Path(sys.prefix) / "share" / "jupyter")
+    rest = [p for p in environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != share]
+    out["JUPYTER_PATH"] = os.pathsep.join([share, *rest])
+    warning_filters = [w for w in environ.get("PYTHONWARNINGS", "").split(",") if w]
+    if _TQDM_FILTER not in warning_filters:
+        warning_filters.append(_TQDM_FILTER)
+    out["PYTHONWARNINGS"] = ",".join(warning_filters)
+    return out
+
+
 @contextlib.contextmanager
 def _kernel_environment() -> Iterator[None]:
-    """Environment of the kernels started inside: inline plots, and this interpreter's kernelspecs first.
-
-    ``MPLBACKEND=Agg`` (set for headless test runs) would keep the kernels from embedding figures in the notebooks,
-    so it is replaced by the inline backend; ``JUPYTER_PATH`` puts this environment's ``share/jupyter`` first so that
-    a ``python3`` kernelspec of another installation (in the user's home) does not win over the virtual environment.
-    """
-    saved = {key: os.environ.get(key) for key in ("MPLBACKEND", "JUPYTER_PATH", "PYDEVD_DISABLE_FILE_VALIDATION")}
+    """Set :func:`kernel_environment` in ``os.environ`` (kernels inherit it) and restore it afterwards."""
+    values = kernel_environment()
+    saved = {key: os.environ.get(key) for key in values}
     try:
-        if os.environ.get("MPLBACKEND", "").lower() in ("", "agg"):
-            os.environ["MPLBACKEND"] = _INLINE_BACKEND
-        share = str(Path(sys.prefix) / "share" / "jupyter")
-        rest = [p for p in (saved["JUPYTER_PATH"] or "").split(os.pathsep) if p and p != share]
-        os.environ["JUPYTER_PATH"] = os.pathsep.join([share, *rest])
-        os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
+        os.environ.update(values)
         yield
     finally:
         for key, value in saved.items():
@@ -244,7 +261,7 @@ def run_collection(
     runs = []
     for path in paths:
         if echo:
-            print(f"{path.name} ...", end="", flush=True)
+            print(f"running {path.name}", flush=True)
         run = execute_notebook(
             path,
             Path(out_dir) / path.name,
@@ -256,7 +273,8 @@ def run_collection(
         )
         runs.append(run)
         if echo:
-            print(f" {'ok' if run.ok else 'FAILED'} ({run.seconds:.0f} s)" + (f": {run.error}" if run.error else ""))
+            status = "ok" if run.ok else f"FAILED: {run.error}"
+            print(f"{path.name}: {status} ({run.seconds:.0f} s)", flush=True)
         if not run.ok and stop_on_error:
             break
     return runs
@@ -301,15 +319,18 @@ def refresh(
     with tempfile.TemporaryDirectory(prefix="imvia-notebooks-") as tmp:
         for path in paths:
             if echo:
-                print(f"{path.name} ...", end="", flush=True)
-            run = execute_notebook(path, Path(tmp) / path.name, kernel_name=kernel_name, cwd=path.parent, timeout=timeout)
+                print(f"running {path.name}", flush=True)
+            run = execute_notebook(
+                path, Path(tmp) / path.name, kernel_name=kernel_name, cwd=path.parent, timeout=timeout
+            )
             runs.append(run)
             if run.ok:
                 nb = strip_volatile(nbformat.read(str(run.output), as_version=4))
                 nbformat.write(nb, str(path))
                 run.output = path
             if echo:
-                print(f" {'refreshed' if run.ok else 'FAILED, left unchanged'} ({run.seconds:.0f} s)")
+                status = "refreshed" if run.ok else f"FAILED, left unchanged: {run.error}"
+                print(f"{path.name}: {status} ({run.seconds:.0f} s)", flush=True)
     failed = [r for r in runs if not r.ok]
     if failed:
         raise ImviaError("; ".join(f"{r.source.name}: {r.error}" for r in failed))
@@ -349,7 +370,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar=("NAME", "VALUE"),
         help="set one parameter (VALUE is read as YAML: 5, true, cuda:0); applied after --params",
     )
-    run.add_argument("--out", metavar="DIR", help="folder of the executed notebooks (default notebooks/executed/<dataset>)")
+    run.add_argument(
+        "--out", metavar="DIR", help="folder of the executed notebooks (default notebooks/executed/<dataset>)"
+    )
     run.add_argument("--only", nargs="+", metavar="PREFIX", help="run only these notebooks, e.g. --only 01 07")
     run.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell (default: no limit)")
     run.add_argument("--keep-going", action="store_true", help="run the following notebooks after a failure")
@@ -386,10 +409,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             declared |= set(notebook_parameters(nb))
         unknown = sorted({name for name, _ in args.param} - declared)
         if unknown:
-            raise ConfigError(f"--param: found unknown name(s) {', '.join(unknown)}; expected one of {sorted(declared)}")
+            raise ConfigError(
+                f"--param: found unknown name(s) {', '.join(unknown)}; expected one of {sorted(declared)}"
+            )
     dataset = str(params.get("dataset", "synthetic"))
     out = Path(args.out) if args.out else notebooks_dir() / "executed" / Path(dataset).name
-    print(f"executing the notebooks with {args.params or 'their default parameters'} into {out}")
+    source = args.params or "the notebooks' default parameters"
+    if args.param:
+        source += " and " + ", ".join(f"{name}={value}" for name, value in args.param)
+    print(f"executing the notebooks with {source} into {out}")
     runs = run_collection(
         parameters=params,
         out_dir=out,
@@ -401,7 +429,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     failed = [r for r in runs if not r.ok]
     total = sum(r.seconds for r in runs)
-    print(f"{len(runs) - len(failed)} of {len(runs)} notebooks ran without error in {total:.0f} s; executed copies in {out}")
+    print(f"{len(runs) - len(failed)} of {len(runs)} notebooks ran without error in {total:.0f} s; copies in {out}")
     return 1 if failed else 0
 
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# tests use every core of the machine, and no download or progress bar
+torch.set_num_threads(os.cpu_count() or 1)
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 #: a local copy of the benchmark datasets laid out as <NAME>/<FILE>, next to the checkout (absent in most CI runs)
 MIRROR_DIR = Path(__file__).resolve().parent.parent / ".." / "shared" / "datasets"

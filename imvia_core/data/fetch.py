@@ -18,6 +18,7 @@ downloaded again.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import shutil
@@ -181,7 +182,7 @@ def _download(info: DatasetInfo, entry: DatasetFile, source: str, target: Path, 
         except _NotFound:
             part.unlink(missing_ok=True)
             raise
-        except (urllib.error.URLError, OSError, TimeoutError) as err:
+        except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as err:
             last_error = err
             logger.warning("%s/%s: %s (attempt %d of %d)", info.name, entry.path, err, attempt, attempts)
         finally:

@@ -163,30 +163,51 @@ def read_triples(
     rows: list[tuple[int, int, int]] = []
     dropped: list[int] = []
     expected_form = "'<head> <relation> <tail> .' (3 names separated by spaces or tabs, then an optional '.')"
-    for number, text in iter_lines(path):
-        fields = split_fields(text)
-        if len(fields) == 4 and fields[3] == ".":
-            fields = fields[:3]
-        elif len(fields) != 3 or fields[2] == ".":
-            raise DataFormatError(path, number, f"{len(fields)} fields ({text!r})", expected_form)
-        head, relation, tail = fields
-        h = entity_to_id.get(head)
-        r = relation_to_id.get(relation)
-        t = entity_to_id.get(tail)
-        if h is None or r is None or t is None:
-            if unknown == "drop":
-                dropped.append(number)
+    #: with unknown="error": the first line naming something outside the vocabulary, and how many lines do
+    first_unknown: tuple[int, str, str] | None = None
+    num_unknown = 0
+    try:
+        for number, text in iter_lines(path):
+            fields = split_fields(text)
+            if len(fields) == 4 and fields[3] == ".":
+                fields = fields[:3]
+            elif len(fields) != 3 or fields[2] == ".":
+                if first_unknown is not None:  # reported after the earlier unknown name
+                    continue
+                raise DataFormatError(path, number, f"{len(fields)} fields ({text!r})", expected_form)
+            head, relation, tail = fields
+            h = entity_to_id.get(head)
+            r = relation_to_id.get(relation)
+            t = entity_to_id.get(tail)
+            if h is None or r is None or t is None:
+                if unknown == "drop":
+                    dropped.append(number)
+                    continue
+                num_unknown += 1
+                if first_unknown is None:
+                    if r is None:
+                        first_unknown = (
+                            number,
+                            f"relation {relation!r}",
+                            "a relation listed in the relation vocabulary",
+                        )
+                    else:
+                        role, missing = ("head", head) if h is None else ("tail", tail)
+                        first_unknown = (
+                            number,
+                            f"{role} entity {missing!r}",
+                            "an entity listed in the entity vocabulary",
+                        )
                 continue
-            if r is None:
-                raise DataFormatError(
-                    path, number, f"relation {relation!r}", "a relation listed in the relation vocabulary"
-                )
-            missing = head if h is None else tail
-            role = "head" if h is None else "tail"
-            raise DataFormatError(
-                path, number, f"{role} entity {missing!r}", "an entity listed in the entity vocabulary"
-            )
-        rows.append((h, r, t))
+            rows.append((h, r, t))
+    except DataFormatError:
+        if first_unknown is None:
+            raise  # an undecodable line after an unknown name ends the count; the unknown name is reported
+    if first_unknown is not None:  # the first such line is reported, with the count of all of them
+        number, found, expected = first_unknown
+        if num_unknown > 1:
+            found += f" (the first of {num_unknown} lines with names outside the vocabulary)"
+        raise DataFormatError(path, number, found, expected)
     if dropped:
         logger.warning(
             "%s: dropped %d of %d triples with names missing from the vocabulary (first on line %d)",

@@ -57,10 +57,10 @@ class SyntheticConfig:
     num_relations: int = 12
     latent_dim: int = 16
     #: head queries per dense entity and per sparse entity
-    queries_per_dense_entity: int = 8
+    queries_per_dense_entity: int = 4
     queries_per_sparse_entity: int = 2
     #: tails per query, one value drawn per relation
-    tails_per_query: tuple[int, ...] = (1, 1, 2, 3)
+    tails_per_query: tuple[int, ...] = (2, 4, 6, 8)
     #: entities fall into clusters; a relation maps each cluster to one other cluster
     num_clusters: int = 25
     #: weight of an entity's own direction against its cluster centre in the latent vector

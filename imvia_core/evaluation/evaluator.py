@@ -25,6 +25,7 @@ from imvia_core.evaluation.filtering import FilterIndex, check_triples
 from imvia_core.evaluation.metrics import DEFAULT_KS, EvaluationResult
 from imvia_core.evaluation.ranks import RANK_TYPES, compute_ranks
 from imvia_core.model.base import KGCModel
+from imvia_core.progress import bars_disabled
 
 __all__ = ["Scorer", "ModelScorer", "model_scorer", "evaluate", "DEFAULT_RANK_TYPES"]
 
@@ -164,6 +165,9 @@ def evaluate(
     directions = torch.cat([torch.zeros_like(h), torch.ones_like(h)])
     original = torch.cat([r, r])
     num_queries = heads.numel()
+    # batches of one or few relations: a Tucker-style scorer then contracts its core about once per relation;
+    # ranks are put back in query order at the end
+    order = torch.argsort(relations, stable=True)
 
     generator = None
     if random_tie_break_seed is not None:
@@ -175,11 +179,14 @@ def evaluate(
     try:
         with torch.no_grad():
             starts = range(0, num_queries, batch_size)
-            for start in tqdm(starts, total=num_batches, desc="evaluating", unit="batch", disable=not progress):
+            for start in tqdm(
+                starts, total=num_batches, desc="evaluating", unit="batch", disable=bars_disabled(progress)
+            ):
                 stop = min(start + batch_size, num_queries)
-                batch_heads = heads[start:stop].to(device)
-                batch_relations = relations[start:stop].to(device)
-                batch_targets = targets[start:stop].to(device)
+                rows_in_order = order[start:stop]
+                batch_heads = heads[rows_in_order].to(device)
+                batch_relations = relations[rows_in_order].to(device)
+                batch_targets = targets[rows_in_order].to(device)
                 rows = cols = None
                 if filter_index is not None:  # before scoring: its host synchronisation then costs nothing
                     rows, cols = filter_index.known_tails(batch_heads, batch_relations)
@@ -204,7 +211,10 @@ def evaluate(
             model.train(was_training)
 
     empty = torch.zeros(0, dtype=torch.float64)
-    all_ranks = {kind: torch.cat(parts) if parts else empty for kind, parts in collected.items()}
+    all_ranks = {
+        kind: torch.empty_like(ranks).index_copy_(0, order, ranks)
+        for kind, ranks in ((kind, torch.cat(parts) if parts else empty) for kind, parts in collected.items())
+    }
     info: dict[str, Any] = {
         "num_triples": int(triples.shape[0]),
         "num_queries": int(num_queries),

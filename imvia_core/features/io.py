@@ -188,6 +188,8 @@ def _read_single(path: Path, allow_pickle: bool) -> object:
             ) from err
         except (OSError, EOFError, ValueError) as err:
             raise InputError(f"cannot read {path}: {err}") from err
+        except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways (IndexError, MemoryError, ...)
+            raise InputError(f"cannot read {path}: damaged or not a pickle ({type(err).__name__}: {err})") from err
     try:
         if allow_pickle:
             return torch.load(path, map_location="cpu", weights_only=False)
@@ -200,6 +202,8 @@ def _read_single(path: Path, allow_pickle: bool) -> object:
         ) from err
     except (OSError, RuntimeError, EOFError, ValueError) as err:
         raise InputError(f"cannot read {path}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - a damaged file fails in many ways (IndexError, KeyError, struct.error)
+        raise InputError(f"cannot read {path}: damaged or not a torch.save file ({type(err).__name__}: {err})") from err
 
 
 def _as_matrix(value: object, path: Path, what: str) -> torch.Tensor:

@@ -32,7 +32,8 @@ class ModalityFeatures:
             )
         if self.mask.shape != self.views.shape[:2]:
             raise ValueError(
-                f"{self.modality} mask shape {tuple(self.mask.shape)} does not match views {tuple(self.views.shape[:2])}"
+                f"{self.modality} mask shape {tuple(self.mask.shape)} does not match views "
+                f"{tuple(self.views.shape[:2])}"
             )
         self.mask = self.mask.bool()
 

@@ -54,9 +54,10 @@ def plot_ablation(long: pd.DataFrame, *, title: str):
         ax.bar_label(container, fmt="%.1f", fontsize=7, padding=1)
     ax.set_xlabel("")
     ax.set_ylabel("filtered test score (%)")
-    ax.set_ylim(0, min(100, long["value"].max() * 1.15 + 1))
+    ax.set_ylim(0, min(105, long["value"].max() * 1.08 + 1))
     ax.set_title(title)
-    ax.legend(title="", ncol=len(palette), fontsize=8, loc="upper left", frameon=False)
+    # below the axes: inside, a full-width legend would cover the bars of scores near 100 %
+    ax.legend(title="", ncol=len(palette), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), frameon=False)
     sns.despine(ax=ax)
     fig.tight_layout()
     return fig

@@ -12,9 +12,17 @@ import torch
 
 from imvia_core.errors import InputError
 
-__all__ = ["load_trained_run", "sample_queries", "modality_embeddings", "view_weight_frame"]
+__all__ = ["load_trained_run", "sample_queries", "modality_embeddings", "view_weight_frame", "display_path"]
 
 _FEATURE_MODALITY = {"V": "visual", "T": "text"}
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the project checkout when it lies inside it (for printing), else as given."""
+    from imvia_core.paths import project_root
+
+    resolved, root = Path(path).resolve(), project_root().resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
 def load_trained_run(run_dir: str | Path, *, device: str | torch.device = "cpu"):
@@ -99,18 +107,18 @@ def view_weight_frame(
     """
     parts = []
     for m, weights in inspection.view_weights.items():
-        mask = inspection.view_mask[m]
+        mask, weights = inspection.view_mask[m].cpu(), weights.float().cpu()
         rows, slots = torch.nonzero(mask, as_tuple=True)
         part = {
             "query": rows.numpy(),
             "modality": m,
-            "relation": relations[rows].numpy(),
+            "relation": relations.cpu()[rows].numpy(),
             "slot": slots.numpy(),
             "views": mask.sum(1)[rows].numpy(),
-            "weight": weights[rows, slots].float().numpy(),
+            "weight": weights[rows, slots].numpy(),
         }
         if relevance is not None and _FEATURE_MODALITY.get(m) in relevance:
-            truth = relevance[_FEATURE_MODALITY[m]][heads]
+            truth = relevance[_FEATURE_MODALITY[m]].cpu()[heads.cpu()]
             if truth.shape != mask.shape:
                 raise InputError(
                     f"relevance[{_FEATURE_MODALITY[m]!r}]: found {tuple(truth.shape[1:])} views per entity; expected "

@@ -24,6 +24,7 @@ from imvia_core.errors import InputError
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
+    "read_verified_text",
     "sha256_file",
     "save_checkpoint",
     "load_checkpoint",
@@ -35,7 +36,7 @@ _PATTERN = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
 class CorruptCheckpointError(InputError):
-    """A checkpoint file is truncated, altered, or lacks its checksum."""
+    """A checkpoint (or another checksummed run file) is truncated, altered, or lacks its checksum."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -54,8 +55,37 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, *, checksum: bool = False) -> None:
+    """Write ``text`` (UTF-8) atomically; with ``checksum``, then its SHA-256 sidecar ``<path>.sha256``."""
+    data = text.encode("utf-8")
+    atomic_write_bytes(path, data)
+    if checksum:
+        path = Path(path)
+        atomic_write_bytes(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
+
+
+def read_verified_text(path: str | Path) -> str:
+    """Read a text file written with ``checksum=True``, checking its sidecar when there is one.
+
+    :raises CorruptCheckpointError: the file is missing or its content disagrees with the sidecar.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CorruptCheckpointError(f"{path}: cannot be read ({err.strerror or err})") from err
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.is_file():
+        expected = sidecar.read_text().strip()
+        got = hashlib.sha256(data).hexdigest()
+        if got != expected:
+            raise CorruptCheckpointError(
+                f"{path}: SHA-256 {got[:12]}... does not match {sidecar.name} ({expected[:12]}...)"
+            )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorruptCheckpointError(f"{path}: not UTF-8 text ({err})") from err
 
 
 def sha256_file(path: str | Path) -> str:

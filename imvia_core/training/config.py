@@ -9,6 +9,7 @@ and the *ci* profile trains the synthetic graph in about a minute.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ class TrainConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TrainConfig:
-        problems = []
+        problems = _type_problems(self)
+        if problems:  # the value checks below compare numbers: report wrong types first
+            raise ConfigError("invalid training configuration: " + "; ".join(problems))
         if self.model not in MODELS:
             problems.append(f"model {self.model!r} is not one of {', '.join(MODELS)}")
         for name in ("dim", "batch_size", "epochs", "eval_every", "eval_batch_size", "num_views"):
@@ -83,6 +86,12 @@ class TrainConfig:
             problems.append(f"decision_fusion must be 'gated' or 'uniform', got {self.decision_fusion!r}")
         if self.mi_between not in ("modalities", "views"):
             problems.append(f"mi_between must be 'modalities' or 'views', got {self.mi_between!r}")
+        try:
+            import torch
+
+            torch.device(self.device)
+        except (RuntimeError, ValueError) as err:
+            problems.append(f"device {self.device!r} is not a device name such as cpu, cuda, cuda:0 or mps ({err})")
         if self.model == "imvia" and not (self.use_structure or self.use_visual or self.use_text):
             problems.append("at least one of use_structure, use_visual, use_text must stay on")
         if problems:
@@ -102,7 +111,13 @@ class TrainConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
-        return cls.from_dict(cls.read_file(path), source=str(path))
+        values = cls.read_file(path)
+        try:
+            return cls.from_dict(values, source=str(path))
+        except ConfigError as err:
+            if str(err).startswith(str(path)):
+                raise
+            raise ConfigError(f"{path}: {err}") from err
 
     @classmethod
     def read_file(cls, path: str | Path) -> dict[str, Any]:
@@ -134,6 +149,29 @@ class TrainConfig:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
+def _type_problems(config: TrainConfig) -> list[str]:
+    """One message per field whose value has the wrong type (a string ``"64"`` for ``dim``, ``"no"`` for a switch)."""
+    problems = []
+    for f in fields(config):
+        value, kind = getattr(config, f.name), str(f.type)
+        if kind == "bool":
+            ok, wanted = isinstance(value, bool), "true or false"
+        elif kind == "int":
+            ok, wanted = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif kind == "float":
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok, wanted = number and math.isfinite(value), "a finite number"
+        elif kind == "str":
+            ok, wanted = isinstance(value, str), "a string"
+        elif kind.startswith("dict"):
+            ok, wanted = isinstance(value, dict), "a mapping"
+        else:
+            continue
+        if not ok:
+            problems.append(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+    return problems
+
+
 #: named profiles: per-dataset overrides of the defaults above
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # the reference settings of the paper's code (method.md D); meant for a GPU
@@ -149,15 +187,29 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "MKG-W": dict(lr=5e-3, dim=128, batch_size=256, epochs=60, eval_every=5, patience=4, lr_decay=0.99),
         "MKG-Y": dict(lr=5e-3, dim=128, batch_size=256, epochs=60, eval_every=5, patience=4, lr_decay=0.99),
         "synthetic": dict(
-            dim=32, epochs=60, batch_size=64, lr=2e-2, eval_every=5, patience=4,
-            input_dropout=0.1, hidden_dropout1=0.1, hidden_dropout2=0.1,
+            dim=32,
+            epochs=60,
+            batch_size=64,
+            lr=2e-2,
+            eval_every=5,
+            patience=4,
+            input_dropout=0.1,
+            hidden_dropout1=0.1,
+            hidden_dropout2=0.1,
         ),  # fmt: skip
     },
     # what CI runs: the synthetic graph in about a minute
     "ci": {
         "synthetic": dict(
-            dim=32, epochs=25, batch_size=64, lr=2e-2, eval_every=5, patience=0,
-            input_dropout=0.1, hidden_dropout1=0.1, hidden_dropout2=0.1,
+            dim=32,
+            epochs=25,
+            batch_size=64,
+            lr=2e-2,
+            eval_every=5,
+            patience=0,
+            input_dropout=0.1,
+            hidden_dropout1=0.1,
+            hidden_dropout2=0.1,
         ),  # fmt: skip
     },
 }

@@ -32,7 +32,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from imvia_core.errors import ImviaError
+from imvia_core.errors import ConfigError, ImviaError, InputError
+from imvia_core.progress import bars_disabled
 from imvia_core.training.checkpoint import (
     atomic_write_text,
     latest_good_checkpoint,
@@ -83,6 +84,8 @@ def prepare_run(config: TrainConfig) -> RunContext:
 
     config.validate()
     device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {config.device!r}: CUDA is not available on this machine; use --device cpu")
     graph = load_graph(config.dataset)
     features = resolve_features(config, graph)
     torch.manual_seed(config.seed)
@@ -193,8 +196,14 @@ def _truncate_jsonl(path: Path, *, after_epoch: int) -> None:
     """Drop log lines of epochs after ``after_epoch`` (written after the checkpoint a run resumes from)."""
     if not path.is_file():
         return
-    kept = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    kept = [ln for ln in kept if json.loads(ln).get("epoch", 0) <= after_epoch]
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:  # a blank line, or a line cut short by a kill
+            continue
+        if isinstance(record, dict) and record.get("epoch", 0) <= after_epoch:
+            kept.append(line)
     atomic_write_text(path, "".join(ln + "\n" for ln in kept))
 
 
@@ -237,11 +246,18 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     if resume:
         path, ckpt = latest_good_checkpoint(run_dir, map_location=device)
         if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if aux_optimizer is not None:
-                aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            try:
+                model.load_state_dict(ckpt["model"])
+                optimizer.load_state_dict(ckpt["optimizer"])
+                if aux_optimizer is not None:
+                    aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
+                scheduler.load_state_dict(ckpt["scheduler"])
+            except (RuntimeError, ValueError, KeyError, TypeError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise InputError(
+                    f"{path}: does not fit the model built from {config_path.name} ({first[:300]}); were the feature "
+                    "files or the code changed since the run started? Restore them, or start a new run directory"
+                ) from err
             torch.set_rng_state(ckpt["rng_cpu"])
             if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
                 torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
@@ -250,6 +266,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
             _truncate_jsonl(metrics_path, after_epoch=state["epoch"])
             if progress:
                 tqdm.write(f"resuming {run_dir} from {path.name} (epoch {state['epoch']})")
+        elif metrics_path.exists():  # nothing to resume from: the run starts over, and so does its log
+            metrics_path.unlink()
     elif metrics_path.exists():
         metrics_path.unlink()
 
@@ -271,8 +289,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         prune_checkpoints(run_dir, keep=2)
 
     model.train()
-    quiet = not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
-    epochs = tqdm(range(state["epoch"], cfg.epochs), desc=f"{cfg.model} on {cfg.dataset}", disable=quiet)
+    epochs = tqdm(
+        range(state["epoch"], cfg.epochs), desc=f"{cfg.model} on {cfg.dataset}", disable=bars_disabled(progress)
+    )
     for epoch in epochs:
         t0 = time.perf_counter()
         order = torch.randperm(num_queries, generator=shuffle).to(device)
@@ -305,6 +324,12 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
             loss.backward()
             max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.main_parameters(), max_norm)
+            if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay as they were
+                raise TrainingDiverged(
+                    f"gradient norm became {float(grad_norm)} at epoch {epoch + 1}, batch {b + 1} (loss "
+                    f"{float(loss.detach()):.4g}); the last good checkpoint in {run_dir} is kept. Lower the learning "
+                    "rate, set max_grad_norm, or check the features."
+                )
             optimizer.step()
             grad_norm_sum += float(grad_norm)
             for k, v in terms.items():
@@ -386,7 +411,7 @@ def finish(ctx: RunContext, run_dir: Path, state: dict[str, Any], *, progress: b
         "git_commit": _git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n")
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n", checksum=True)
     if progress:
         tqdm.write(
             f"test MRR {test.metric('mrr'):.4f} "
