@@ -45,6 +45,12 @@ def variant_config(variant: str, *, dataset: str, profile: str, **overrides: Any
 def _digest(config: TrainConfig) -> str:
     values = config.to_dict()
     values.pop("device", None)  # the same experiment on another device is the same experiment
+    if config.dataset == "synthetic":  # the generator's settings are part of the experiment
+        from dataclasses import asdict
+
+        from imvia_core.data.synthetic import SyntheticConfig
+
+        values["synthetic"] = asdict(SyntheticConfig())
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
 
