@@ -49,6 +49,7 @@ def test_run_directory_layout(full_run) -> None:
     assert set(results["test_branches"]) >= {"S", "V", "T", "J"}
 
 
+@pytest.mark.science
 def test_imvia_beats_its_structure_branch(full_run) -> None:
     from imvia_core.evaluation import EvaluationResult
 
@@ -58,6 +59,7 @@ def test_imvia_beats_its_structure_branch(full_run) -> None:
     assert final > structure + 0.05, (final, structure)
 
 
+@pytest.mark.science
 def test_each_ablation_lowers_validation_mrr(full_run, ablation_runs) -> None:
     _, results = full_run
     full = _mrr(results)
