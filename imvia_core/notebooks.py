@@ -3,8 +3,8 @@
 ``python -m imvia_core.notebooks run [-f PARAMS.yaml] [--out DIR]`` executes the whole collection with the parameters
 of a YAML file (``notebooks/params/``): the keys are the names assigned in the notebooks' ``parameters`` cells, and
 each notebook receives only the keys it declares. Executed copies go to ``--out`` (default
-``notebooks/executed/<dataset>``); every notebook runs with ``notebooks/`` as its working directory, so relative
-paths in the parameters are relative to ``notebooks/``.
+``notebooks/executed/<dataset>``, or ``<dataset>-<profile>`` for a profile other than ``ci``). Every notebook runs
+with ``notebooks/`` as its working directory, so relative paths in the parameters are relative to ``notebooks/``.
 
 ``python -m imvia_core.notebooks refresh`` re-executes the notebooks with their own default parameters (the CI profile
 on the synthetic graph) and writes the outputs back into ``notebooks/*.ipynb``, without the volatile metadata that
@@ -240,7 +240,7 @@ def run_collection(
     only: Sequence[str] | None = None,
     kernel_name: str = KERNEL_NAME,
     timeout: float | None = None,
-    stop_on_error: bool = True,
+    stop_on_error: bool = False,
     log_output: bool = False,
     echo: bool = True,
 ) -> list[NotebookRun]:
@@ -250,7 +250,8 @@ def run_collection(
     :param out_dir: folder of the executed copies.
     :param folder: folder of the notebooks (default ``notebooks/``); it is also the kernels' working directory.
     :param only: run only the notebooks whose file name starts with one of these prefixes (``"03"``, ``"07_table2"``).
-    :param stop_on_error: stop after the first notebook that fails.
+    :param stop_on_error: stop after the first notebook that fails (each notebook trains or reuses the runs it needs,
+        so the later ones can run after an earlier one failed).
     :param echo: print one line per notebook.
     """
     paths = notebook_paths(folder)
@@ -371,11 +372,18 @@ def _parser() -> argparse.ArgumentParser:
         help="set one parameter (VALUE is read as YAML: 5, true, cuda:0); applied after --params",
     )
     run.add_argument(
-        "--out", metavar="DIR", help="folder of the executed notebooks (default notebooks/executed/<dataset>)"
+        "--out",
+        metavar="DIR",
+        help="folder of the executed notebooks (default notebooks/executed/<dataset>, or <dataset>-<profile> for a "
+        "profile other than ci)",
     )
     run.add_argument("--only", nargs="+", metavar="PREFIX", help="run only these notebooks, e.g. --only 01 07")
     run.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell (default: no limit)")
-    run.add_argument("--keep-going", action="store_true", help="run the following notebooks after a failure")
+    run.add_argument(
+        "--stop-on-error",
+        action="store_true",
+        help="stop at the first notebook that fails (default: run the others too; the exit status is 1 either way)",
+    )
     run.add_argument("--log-output", action="store_true", help="echo the cells' output while they run")
     run.add_argument("--kernel", default=KERNEL_NAME, help=f"Jupyter kernel name (default {KERNEL_NAME})")
     run.set_defaults(func=_cmd_run)
@@ -412,8 +420,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--param: found unknown name(s) {', '.join(unknown)}; expected one of {sorted(declared)}"
             )
-    dataset = str(params.get("dataset", "synthetic"))
-    out = Path(args.out) if args.out else notebooks_dir() / "executed" / Path(dataset).name
+    dataset, profile = Path(str(params.get("dataset", "synthetic"))).name, str(params.get("profile", "ci"))
+    out = (
+        Path(args.out)
+        if args.out
+        else notebooks_dir() / "executed" / (dataset if profile == "ci" else f"{dataset}-{profile}")
+    )
     source = args.params or "the notebooks' default parameters"
     if args.param:
         source += " and " + ", ".join(f"{name}={value}" for name, value in args.param)
@@ -424,7 +436,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         only=args.only,
         kernel_name=args.kernel,
         timeout=args.timeout,
-        stop_on_error=not args.keep_going,
+        stop_on_error=args.stop_on_error,
         log_output=args.log_output,
     )
     failed = [r for r in runs if not r.ok]

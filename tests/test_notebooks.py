@@ -1,0 +1,241 @@
+"""The numbered notebooks: each runs headlessly in the CI profile, and the outputs committed in them still hold.
+
+Two checks:
+
+* papermill executes the collection in order with ``notebooks/params/ci.yaml`` into a temporary folder (figures and
+  build files there too, no download of the benchmark datasets); every notebook must run without an error, and the
+  notebooks' own ``assert`` cells are what checks the method (relevant views get more weight, the models are far
+  above random, removing structure costs validation MRR, Table II holds every reported row, ...);
+* nbval re-executes the committed notebooks in lax mode: every cell must run, and the cells marked
+  ``# NBVAL_CHECK_OUTPUT`` (dataset statistics, view counts, the reported rows of Table II) must reproduce the stored
+  output, after the substitutions of ``notebooks/nbval_sanitize.cfg``.
+
+Trained runs are cached under ``runs/`` (the same configuration is trained once), so these share the runs of
+``tests/test_training.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from imvia_core.errors import ConfigError
+from imvia_core.notebooks import (
+    KERNEL_NAME,
+    kernel_environment,
+    load_params,
+    main,
+    notebook_parameters,
+    notebook_paths,
+    run_collection,
+    strip_volatile,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = notebook_paths(NOTEBOOK_DIR)
+PARAMS_DIR = NOTEBOOK_DIR / "params"
+SANITIZE = NOTEBOOK_DIR / "nbval_sanitize.cfg"
+#: seconds allowed to one notebook cell; a cell that trains a CI-profile run takes a few minutes on 2 CPU cores
+CELL_TIMEOUT = 1200
+
+
+@pytest.fixture(scope="session")
+def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The collection executed in order with the CI parameters (once per session)."""
+    out = tmp_path_factory.mktemp("notebooks")
+    params = load_params(PARAMS_DIR / "ci.yaml")
+    params.update(download_real_datasets=False, figures_dir=str(out / "figures"), build_dir=str(out / "build"))
+    runs = run_collection(
+        parameters=params, out_dir=out / "executed", stop_on_error=False, echo=False, timeout=CELL_TIMEOUT
+    )
+    return out, {run.source.name: run for run in runs}
+
+
+def test_the_collection_is_numbered_in_the_papers_order() -> None:
+    names = [p.name for p in NOTEBOOKS]
+    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(1, len(names) + 1)]
+    assert any("table2" in n for n in names) and any("fig2" in n for n in names)
+
+
+@pytest.mark.parametrize("name", [p.name for p in NOTEBOOKS])
+def test_notebook_runs_without_error(executed, name: str) -> None:
+    _, runs = executed
+    run = runs[name]
+    assert run.ok, f"{name}: {run.error} (executed copy: {run.output})"
+    nb = nbformat.read(str(run.output), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(c.execution_count is not None for c in code), f"{name}: a cell did not run"
+    assert run.parameters.get("dataset", "synthetic") == "synthetic" and run.parameters.get("profile", "ci") == "ci"
+
+
+def test_collection_writes_table_and_figure(executed) -> None:
+    out, runs = executed
+    if not all(run.ok for run in runs.values()):
+        pytest.skip("a notebook failed; reported by test_notebook_runs_without_error")
+    figures = out / "figures"
+    for name in ("table2.md", "table2.tex", "table2.csv", "fig2_ablation_synthetic.png", "fig2_ablation_synthetic.pdf"):
+        assert (figures / name).is_file() and (figures / name).stat().st_size > 0, name
+    csv = (figures / "fig2_ablation_synthetic.csv").read_text().splitlines()
+    assert csv[0] == "variant,metric,value" and len(csv) == 1 + 5 * 5  # five variants, five metrics
+    table = (figures / "table2.md").read_text()
+    assert "| reproduced | IMVIA" in table and "synthetic MRR" in table
+
+
+def test_committed_notebooks_hold_their_outputs(tmp_path: Path) -> None:
+    """nbval over the committed notebooks, lax mode, in a subprocess (its own kernels, figures to a temp folder)."""
+    env = dict(os.environ)
+    env.update(kernel_environment())
+    env.update(IMVIA_FIGURES_DIR=str(tmp_path / "figures"), TQDM_DISABLE="1")
+    cmd = [
+        sys.executable, "-m", "pytest", "-q", "--color=no", "-p", "no:cacheprovider",
+        "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={CELL_TIMEOUT}",
+        "--sanitize-with", str(SANITIZE), *map(str, NOTEBOOKS),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebook_is_clean(path: Path) -> None:
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert "papermill" not in nb.metadata
+    assert nb.metadata["kernelspec"]["name"] == KERNEL_NAME
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []), "the first code cell holds the parameters"
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    for cell in nb.cells:
+        assert not {"papermill", "execution"} & set(cell.metadata), cell.source[:60]
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    assert all(c.execution_count is not None for c in code), (
+        "refresh the notebooks: python -m imvia_core.notebooks refresh"
+    )
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    assert str(ROOT) not in json.dumps(nb.cells), "an absolute path of the checkout leaked into the outputs"
+
+
+def test_some_outputs_are_checked() -> None:
+    marked = [
+        p.name for p in NOTEBOOKS
+        if any("# NBVAL_CHECK_OUTPUT" in c.source for c in nbformat.read(str(p), as_version=4).cells)
+    ]  # fmt: skip
+    assert len(marked) >= 3, marked
+
+
+@pytest.mark.parametrize("path", sorted(PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.name)
+def test_parameter_files_name_declared_parameters(path: Path) -> None:
+    params = load_params(path, notebooks=NOTEBOOKS)
+    assert {"dataset", "profile", "device"} <= set(params)
+    if "paper" in path.name:
+        assert params["profile"] == "paper" and str(params["device"]).startswith("cuda")
+
+
+def test_unknown_parameter_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset: synthetic\nlearning_rate: 3\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_params(bad, notebooks=NOTEBOOKS)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(bad, notebooks=NOTEBOOKS)
+
+
+def test_every_notebook_takes_the_common_parameters() -> None:
+    for path in NOTEBOOKS[2:]:
+        declared = notebook_parameters(path)
+        assert {"dataset", "profile", "device", "seed"} <= set(declared), (path.name, sorted(declared))
+        assert declared["dataset"] == '"synthetic"' and declared["profile"] == '"ci"', path.name
+
+
+def test_strip_volatile_keeps_outputs() -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1)", execution_count=3)
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    cell.metadata.update(papermill={"duration": 1.0}, execution={"iopub.status.busy": "x"}, tags=["parameters"])
+    nb.cells = [cell]
+    nb.metadata.update(papermill={"parameters": {}}, kernelspec={"name": "other", "display_name": "x"})
+    clean = strip_volatile(nb)
+    assert clean.cells[0].outputs == cell.outputs and clean.cells[0].execution_count == 3
+    assert clean.cells[0].metadata == {"tags": ["parameters"]}
+    assert "papermill" not in clean.metadata and clean.metadata["kernelspec"]["name"] == KERNEL_NAME
+    assert "papermill" in nb.metadata  # the input is left alone
+
+
+def test_command_line_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--params" in text and "notebooks/executed" in text
+    assert main(["list"]) == 0
+    assert "01_data.ipynb" in capsys.readouterr().out
+    assert main([]) == 2
+
+
+# ------------------------------------------------------------------------------ helpers the notebooks call
+def _results_file(path: Path, dataset: str, config: dict, mrr: float) -> None:
+    metrics = {"count": 4, "mrr": mrr, "mr": 3.0, "hits@1": mrr, "hits@3": mrr, "hits@10": mrr, "hits@100": 1.0}
+    result = {"filtered": True, "ks": [1, 3, 10, 100], "metrics": {"realistic": {"overall": metrics}}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"dataset": dataset, "config": config, "test": result, "valid": result}))
+
+
+def test_collect_results_reads_profile_and_variant_from_the_layout(tmp_path: Path) -> None:
+    from imvia_core.reporting.results import collect_results
+
+    _results_file(tmp_path / "ci" / "synthetic" / "imvia.json", "synthetic", {"model": "imvia"}, 0.5)
+    _results_file(tmp_path / "cpu" / "synthetic" / "imvia.json", "synthetic", {"model": "imvia"}, 0.6)
+    _results_file(tmp_path / "cpu" / "MKG-Y" / "tucker.json", "MKG-Y", {"model": "tucker"}, 0.3)
+    _results_file(
+        tmp_path / "cpu" / "MKG-Y" / "imvia-no-text.json", "MKG-Y", {"model": "imvia", "use_text": False}, 0.2
+    )
+    frame = collect_results(tmp_path, variants=("imvia", "tucker"))
+    assert list(zip(frame["dataset"], frame["profile"], frame["variant"])) == [
+        ("MKG-Y", "cpu", "tucker"),
+        ("synthetic", "ci", "imvia"),
+        ("synthetic", "cpu", "imvia"),
+    ]
+    assert frame.loc[frame["profile"] == "cpu", "MRR"].tolist() == [30.0, 60.0]
+    assert collect_results(tmp_path, datasets=("DB15K",)).empty
+    assert len(collect_results(tmp_path / "nothing")) == 0
+
+
+def test_queries_and_view_weight_frame() -> None:
+    import torch
+
+    from imvia_core.data.synthetic import load_synthetic
+    from imvia_core.model import IMVIA, IMVIAConfig
+    from imvia_core.reporting.probes import display_path, sample_queries, view_weight_frame
+
+    kg = load_synthetic()
+    graph = kg.graph
+    heads, relations, tails = sample_queries(graph, split="valid", max_queries=50, seed=1)
+    assert len(heads) == 50 and int(relations.max()) < 2 * graph.num_relations
+    every = sample_queries(graph, split="valid")[0]
+    assert len(every) == 2 * len(graph.valid)
+    torch.manual_seed(0)
+    model = IMVIA(
+        num_entities=graph.num_entities,
+        num_relations=graph.num_relations_with_reciprocals,
+        visual=kg.visual,
+        text=kg.text,
+        config=IMVIAConfig(dim=8, club_hidden_dim=8),
+    ).eval()
+    info = model.inspect(heads, relations)
+    frame = view_weight_frame(info, heads=heads, relations=relations, relevance=kg.view_relevance)
+    for m, feats in (("V", kg.visual), ("T", kg.text)):
+        part = frame[frame["modality"] == m]
+        assert len(part) == int(feats.mask[heads].sum())  # one row per real view of each query's head
+        assert part.groupby("query")["weight"].sum().round(5).eq(1.0).all()  # Eq. 2 weights sum to 1 per head
+        truth = kg.view_relevance["visual" if m == "V" else "text"][heads]
+        assert int(part["relevant"].sum()) == int(truth.sum())
+    assert display_path(ROOT / "runs" / "x") == str(Path("runs") / "x")
+    assert display_path("/elsewhere/x") == "/elsewhere/x"
