@@ -12,7 +12,7 @@ import sys
 from imvia_core import __version__
 from imvia_core.errors import ImviaError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "run_parsed"]
 
 #: modules that each expose ``register(subparsers)``
 _COMMAND_MODULES = (
@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def run_parsed(parser: argparse.ArgumentParser, argv: list[str] | None, *, prog: str) -> int:
+    """Parse ``argv`` and run the chosen command; project errors become one line on stderr and exit code 1."""
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -52,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ImviaError as err:
-        print(f"imvia: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("imvia: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_parsed(build_parser(), argv, prog="imvia")
 
 
 if __name__ == "__main__":

@@ -459,19 +459,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except ImviaError as err:
-        print(f"imvia notebooks: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("imvia notebooks: interrupted", file=sys.stderr)
-        return 130
+    from imvia_core.cli import run_parsed
+
+    return run_parsed(_parser(), argv, prog="imvia notebooks")
 
 
 if __name__ == "__main__":
