@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from imvia_core.model.tucker import RelationGroups, TuckerScorer, contract_by_relation
@@ -106,3 +109,19 @@ def test_dropout_in_training_keeps_scores_finite_and_varies():
     assert torch.equal(
         scorer.score_all(e, r[ids], table, relation_ids=ids), scorer.score_all(e, r[ids], table, relation_ids=ids)
     )
+
+
+def test_output_bias_starts_at_label_prior_and_keeps_rankings():
+    torch.manual_seed(0)
+    e, d = 50, 6
+    scorer = TuckerScorer(entity_dim=d, relation_dim=4, num_candidates=e).eval()
+    assert scorer.bias.item() == pytest.approx(-math.log(e))
+    table, heads, rels = torch.randn(e, d), torch.randn(5, d), torch.randn(5, 4)
+    with_bias = scorer.score_all(heads, rels, table)
+    q = scorer.query(heads, rels)
+    torch.testing.assert_close(with_bias, q @ table.t() - math.log(e))
+    assert torch.equal(with_bias.argsort(dim=1), (q @ table.t()).argsort(dim=1))
+    assert TuckerScorer(entity_dim=d, relation_dim=4).bias.item() == 0.0
+    # the bias is learned: a loss on the scores gives it a gradient
+    with_bias.sum().backward()
+    assert scorer.bias.grad is not None and scorer.bias.grad.item() == pytest.approx(5 * e)

@@ -284,9 +284,10 @@ class TuckER(StructuralModel):
             input_dropout=cfg.input_dropout,
             hidden_dropout1=cfg.hidden_dropout1,
             hidden_dropout2=cfg.hidden_dropout2,
+            num_candidates=num_entities,
         )
 
     def _scores(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         groups = RelationGroups.from_ids(relations)
         q = self.scorer.query(self.entity_embeddings(heads), self.relation_embeddings(groups.unique), groups=groups)
-        return q @ self.entity_embeddings.weight.t()
+        return self.scorer.logits(q, self.entity_embeddings.weight)

@@ -276,6 +276,7 @@ class IMVIA(KGCModel):
                     hidden_dropout1=cfg.hidden_dropout1,
                     hidden_dropout2=cfg.hidden_dropout2,
                     fast=cfg.fast_tucker,
+                    num_candidates=num_entities,
                 )
                 for b in self.score_branches
             }
@@ -415,7 +416,7 @@ class IMVIA(KGCModel):
             queries[b] = self.scorers[b].query(head_enc.emb[b], r_unique, groups=groups)
         if not self.config.condition_candidates_on_relation:
             cand = candidates if candidates is not None else self._candidates(need)
-            return {b: queries[b] @ cand.emb[b].t() for b in branches}, head_enc
+            return {b: self.scorers[b].logits(queries[b], cand.emb[b]) for b in branches}, head_enc
         # one candidate table per distinct relation of the batch
         if all_views is None:
             all_views = self._all_views(need)
@@ -426,7 +427,7 @@ class IMVIA(KGCModel):
             rows = torch.nonzero(groups.inverse == g).squeeze(1)
             cand = self._encode(None, rel_table[rel_id], need, views=all_views)
             for b in branches:
-                pieces[b].append(queries[b][rows] @ cand.emb[b].t())
+                pieces[b].append(self.scorers[b].logits(queries[b][rows], cand.emb[b]))
             rows_all.append(rows)
         rows = torch.cat(rows_all)
         out = {}
