@@ -49,10 +49,15 @@ def _imvia(*, dim: int = 12, **overrides):
 
 
 # ------------------------------------------------------------------------------------------ model-level fast path
-def test_imvia_training_loss_fast_tucker_equals_reference():
-    """The whole Eq. 8 loss and every gradient agree between the grouped contraction and the per-example one."""
-    fast = _imvia(fast_tucker=True).double()
-    slow = _imvia(fast_tucker=False).double()
+@pytest.mark.parametrize(
+    "switch", [{"fast_tucker": False}, {"fused_scoring_loss": False}], ids=["tucker-contraction", "scoring-in-loss"]
+)
+def test_imvia_training_loss_fast_paths_equal_reference(switch):
+    """The whole Eq. 8 loss and every gradient agree between each fast path and its straightforward version:
+    the grouped Tucker contraction against the per-example one, and the scoring fused into the 1-N BCE (row
+    blocks) against full ``(B, E)`` logits followed by the loss."""
+    fast = _imvia().double()
+    slow = _imvia(**switch).double()
     slow.load_state_dict(fast.state_dict())
     graph = _graph()
     index = FilterIndex.from_triples(graph.with_reciprocals("train"), num_entities=E, num_relations=2 * R)
@@ -78,6 +83,30 @@ def test_imvia_training_loss_fast_tucker_equals_reference():
     slow.eval()
     with torch.no_grad():
         torch.testing.assert_close(fast.score_all(heads, relations), slow.score_all(heads, relations))
+
+
+def test_tucker_baseline_fused_loss_equals_logits_then_loss():
+    from imvia_core.model.losses import one_to_n_bce
+
+    graph = _graph()
+    index = FilterIndex.from_triples(graph.with_reciprocals("train"), num_entities=E, num_relations=2 * R)
+    heads, relations = (t[:150] for t in index.unique_queries())
+    targets = bench.build_targets(index, heads, relations).double()
+    torch.manual_seed(0)
+    model = build_model("tucker", num_entities=E, num_relations_with_reciprocals=2 * R, config={"dim": 6}).double()
+    results = []
+    for fused in (True, False):
+        model.zero_grad()
+        torch.manual_seed(3)
+        if fused:
+            loss, _ = model.training_loss(heads, relations, targets)
+        else:
+            loss, _ = one_to_n_bce([model.score_all(heads, relations)], targets, label_smoothing=0.1)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][name], msg=name)
 
 
 # ------------------------------------------------------------------------------------------ 1-N targets

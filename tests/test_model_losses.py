@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_reference
+from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear, one_to_n_bce_reference
 
 torch.set_num_threads(1)
 
@@ -64,3 +64,33 @@ def test_gradcheck_float64():
         return one_to_n_bce([a, b], t, label_smoothing=0.1, log_weights=w, chunk_rows=2)[0]
 
     assert torch.autograd.gradcheck(fn, (*logits, log_w))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("batch", [7, 150])
+def test_linear_version_equals_scoring_then_reference(fused: bool, batch: int) -> None:
+    """Scoring fused into the loss (row blocks, gradients accumulated per block) changes no value or gradient."""
+    torch.manual_seed(1)
+    e, d, m = 40, 5, 3
+    qs = [torch.randn(batch, d, dtype=torch.float64, requires_grad=True) for _ in range(m)]
+    ts = [torch.randn(e, d, dtype=torch.float64, requires_grad=True) for _ in range(m)]
+    bs = [torch.tensor(-1.5 + i, dtype=torch.float64, requires_grad=True) for i in range(m)]
+    targets = (torch.rand(batch, e) < 0.1).float()
+    lw = torch.log_softmax(torch.randn(batch, m, dtype=torch.float64), -1).requires_grad_() if fused else None
+    inputs = [*qs, *ts, *bs, *([lw] if fused else [])]
+
+    loss, terms = one_to_n_bce_linear(qs, ts, bs, targets, label_smoothing=0.1, log_weights=lw, chunk_rows=16)
+    grads = torch.autograd.grad(loss * 2.0, inputs)
+    logits = [torch.addmm(b, q, t.t()) for q, t, b in zip(qs, ts, bs)]
+    ref, ref_terms = one_to_n_bce_reference(logits, targets, label_smoothing=0.1, log_weights=lw)
+    ref_grads = torch.autograd.grad(ref * 2.0, inputs)
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(terms, ref_terms)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r)
+
+
+def test_linear_version_refuses_mismatched_shapes() -> None:
+    q, t, b = torch.zeros(4, 3), torch.zeros(6, 2), torch.zeros(())
+    with pytest.raises(ValueError, match="do not match"):
+        one_to_n_bce_linear([q], [t], [b], torch.zeros(4, 6))

@@ -30,7 +30,7 @@ from torch import nn
 from imvia_core.errors import ConfigError, InputError
 from imvia_core.model._utils import check_positive, check_probability, float32_region, upcast
 from imvia_core.model.base import KGCModel
-from imvia_core.model.losses import one_to_n_bce
+from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
 
 _EPS = 1e-12
@@ -287,7 +287,25 @@ class TuckER(StructuralModel):
             num_candidates=num_entities,
         )
 
-    def _scores(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+    def _query(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         groups = RelationGroups.from_ids(relations)
-        q = self.scorer.query(self.entity_embeddings(heads), self.relation_embeddings(groups.unique), groups=groups)
-        return self.scorer.logits(q, self.entity_embeddings.weight)
+        return self.scorer.query(self.entity_embeddings(heads), self.relation_embeddings(groups.unique), groups=groups)
+
+    def _scores(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
+        return self.scorer.logits(self._query(heads, relations), self.entity_embeddings.weight)
+
+    def training_loss(
+        self, heads: torch.Tensor, relations: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """1-N BCE with label smoothing, scored block by block (:func:`~.losses.one_to_n_bce_linear`)."""
+        self._check(heads, relations)
+        if targets.shape != (heads.shape[0], self.num_entities):
+            return super().training_loss(heads, relations, targets)  # raises the shape error
+        loss, _ = one_to_n_bce_linear(
+            [self._query(heads, relations)],
+            [self.entity_embeddings.weight],
+            [self.scorer.bias],
+            targets,
+            label_smoothing=self.config.label_smoothing,
+        )
+        return loss, {"kgc": loss.detach(), "loss": loss.detach()}

@@ -54,7 +54,7 @@ from imvia_core.model.base import KGCModel
 from imvia_core.model.disentangle import ModalityCLUB, ViewCLUB
 from imvia_core.model.fusion import MultiViewFusion
 from imvia_core.model.joint import JointEmbedding, RelationAwareDecisionFusion, fused_logit
-from imvia_core.model.losses import one_to_n_bce
+from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
 
 __all__ = ["IMVIA", "IMVIAConfig", "IMVIAInspection"]
@@ -96,6 +96,8 @@ class IMVIAConfig:
     :param mi_ordered_pairs: one CLUB estimator per ordered pair instead of per unordered pair.
     :param club_hidden_dim: hidden width of the CLUB estimators.
     :param fast_tucker: per-distinct-relation core contraction (``False``: per-example reference path).
+    :param fused_scoring_loss: in training, score and take the 1-N BCE block by block
+        (:func:`~.losses.one_to_n_bce_linear`, no ``(B, E)`` logits kept); ``False``: logits first, then the loss.
     """
 
     dim: int = 256
@@ -127,6 +129,7 @@ class IMVIAConfig:
     mi_ordered_pairs: bool = False
     club_hidden_dim: int = 256
     fast_tucker: bool = True
+    fused_scoring_loss: bool = True
 
     def __post_init__(self) -> None:
         for name in ("dim", "num_experts", "club_hidden_dim", "view_temperature", "lambda_kgc"):
@@ -395,6 +398,25 @@ class IMVIA(KGCModel):
         return super().train(mode)
 
     # ------------------------------------------------------------------ scoring
+    def _branch_queries(
+        self,
+        heads: torch.Tensor,
+        relations: torch.Tensor,
+        branches: tuple[str, ...],
+        *,
+        head_views: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], _Encoded, RelationGroups]:
+        """Tucker query vectors ``(B, d)`` of the given branches (``logits = q @ table.T + bias``)."""
+        need = self._needed_modalities(branches)
+        rel_s = self.relation_embeddings["S"](relations)
+        head_enc = self._encode(heads, rel_s, need, views=head_views)
+        groups = RelationGroups.from_ids(relations)
+        queries = {}
+        for b in branches:
+            r_unique = self.relation_embeddings[b](groups.unique)
+            queries[b] = self.scorers[b].query(head_enc.emb[b], r_unique, groups=groups)
+        return queries, head_enc, groups
+
     def _branch_logits(
         self,
         heads: torch.Tensor,
@@ -407,13 +429,7 @@ class IMVIA(KGCModel):
     ) -> tuple[dict[str, torch.Tensor], _Encoded]:
         """Logits ``(B, E)`` of the given branches and the heads' encodings."""
         need = self._needed_modalities(branches)
-        rel_s = self.relation_embeddings["S"](relations)
-        head_enc = self._encode(heads, rel_s, need, views=head_views)
-        groups = RelationGroups.from_ids(relations)
-        queries = {}
-        for b in branches:
-            r_unique = self.relation_embeddings[b](groups.unique)
-            queries[b] = self.scorers[b].query(head_enc.emb[b], r_unique, groups=groups)
+        queries, head_enc, groups = self._branch_queries(heads, relations, branches, head_views=head_views)
         if not self.config.condition_candidates_on_relation:
             cand = candidates if candidates is not None else self._candidates(need)
             return {b: self.scorers[b].logits(queries[b], cand.emb[b]) for b in branches}, head_enc
@@ -494,17 +510,28 @@ class IMVIA(KGCModel):
         need = self._needed_modalities(branches) | set(self.modalities)
         all_views = self._all_views(need)
         head_views = {m: (v[heads], mask[heads]) for m, (v, mask) in all_views.items()}
+        logs: dict[str, torch.Tensor] = {}
+        log_w = self.decision.log_weights(self.relation_embeddings["S"](relations)) if cfg.train_fused_score else None
         candidates = None
         if not cfg.condition_candidates_on_relation:
             candidates = self._encode(None, None, need, views=all_views)
-        logits, head_enc = self._branch_logits(
-            heads, relations, branches, head_views=head_views, candidates=candidates, all_views=all_views
-        )
-        logs: dict[str, torch.Tensor] = {}
-        log_w = self.decision.log_weights(self.relation_embeddings["S"](relations)) if cfg.train_fused_score else None
-        kgc, terms = one_to_n_bce(
-            [logits[b] for b in branches], targets, label_smoothing=cfg.label_smoothing, log_weights=log_w
-        )
+        if candidates is not None and cfg.fused_scoring_loss:
+            queries, head_enc, _ = self._branch_queries(heads, relations, branches, head_views=head_views)
+            kgc, terms = one_to_n_bce_linear(
+                [queries[b] for b in branches],
+                [candidates.emb[b] for b in branches],
+                [self.scorers[b].bias for b in branches],
+                targets,
+                label_smoothing=cfg.label_smoothing,
+                log_weights=log_w,
+            )
+        else:
+            logits, head_enc = self._branch_logits(
+                heads, relations, branches, head_views=head_views, candidates=candidates, all_views=all_views
+            )
+            kgc, terms = one_to_n_bce(
+                [logits[b] for b in branches], targets, label_smoothing=cfg.label_smoothing, log_weights=log_w
+            )
         for i, b in enumerate(branches):
             logs[f"bce_{b}"] = terms[i]
         if cfg.train_fused_score:

@@ -19,7 +19,14 @@ kept for the backward call:
 * ``dBCE_fused / dlog beta_m = -beta_m sum_e (y sigmoid(S_m) / p + (1 - y) sigmoid(-S_m) / (1 - p)) / N``
 
 Loss values use ``log(max(sigmoid(s), 1e-30))``, exact for scores above -69 (the gradients are exact everywhere
-the clamps are inactive). :func:`one_to_n_bce_reference` is the plain autograd version the tests compare against.
+the clamps are inactive).
+
+:func:`one_to_n_bce_linear` goes one step further for logits of the form ``S_m = q_m T_m^T + b_m`` (every Tucker
+branch): it computes the logits of a block of rows, the loss and ``dL/dS`` on that block, and turns the block's
+``dL/dS`` into ``dL/dq``, ``dL/dT`` and ``dL/db`` at once, so that no ``(B, E)`` matrix outlives its block. The
+matmul FLOPs are those of scoring plus autograd; the memory is a few ``(128, E)`` blocks per branch.
+
+:func:`one_to_n_bce_reference` is the plain autograd version the tests compare against.
 """
 
 from __future__ import annotations
@@ -30,9 +37,63 @@ import torch
 
 from imvia_core.model._utils import float32_region
 
-__all__ = ["one_to_n_bce", "one_to_n_bce_reference"]
+__all__ = ["one_to_n_bce", "one_to_n_bce_linear", "one_to_n_bce_reference"]
 
 _TINY = 1e-30
+
+
+def _smoothed(targets: torch.Tensor, dt: torch.dtype, label_smoothing: float) -> torch.Tensor:
+    ys = targets.to(dt)
+    if label_smoothing:
+        ys = ys.mul(1.0 - label_smoothing).add_(label_smoothing / targets.shape[-1])
+    return ys
+
+
+def _chunk_terms(
+    ys: torch.Tensor,
+    scores: Sequence[torch.Tensor],
+    bw: torch.Tensor | None,
+    terms: torch.Tensor,
+    grads: Sequence[torch.Tensor],
+    grad_lw: torch.Tensor | None,
+) -> None:
+    """Loss and closed-form gradients of a chunk of rows (see the module docstring).
+
+    Adds each branch's BCE sum (and the fused one) into ``terms`` ``(M + 1,)``, writes ``dL/dS_m`` (not yet divided
+    by ``N``) into ``grads[m]`` and, with decision weights ``bw`` (the chunk's ``beta``), ``dL/dlog beta`` into
+    ``grad_lw``.
+    """
+    sigs, signs = [], []
+    for m, s in enumerate(scores):
+        sig = torch.sigmoid(s)
+        sign = torch.sigmoid(s.neg())
+        bce = torch.lerp(sign.clamp_min(_TINY).log_(), sig.clamp_min(_TINY).log_(), ys)
+        terms[m] -= bce.sum(dtype=torch.float64)
+        torch.sub(sig, ys, out=grads[m])
+        if bw is not None:
+            sigs.append(sig)
+            signs.append(sign)
+    if bw is None:
+        return
+    m_count = len(scores)
+    p = sigs[0] * bw[:, 0:1]
+    q = signs[0] * bw[:, 0:1]
+    for m in range(1, m_count):
+        p.addcmul_(sigs[m], bw[:, m : m + 1])
+        q.addcmul_(signs[m], bw[:, m : m + 1])
+    p.clamp_min_(_TINY)
+    q.clamp_min_(_TINY)
+    terms[m_count] -= torch.lerp(q.log(), p.log(), ys).sum(dtype=torch.float64)
+    a = ys / p  # y / p
+    c = torch.rsub(ys, 1.0).div_(q)  # (1 - y) / (1 - p)
+    diff = a - c
+    for m in range(m_count):
+        t = sigs[m] * signs[m]
+        t.mul_(diff)
+        grads[m].addcmul_(t, bw[:, m : m + 1], value=-1.0)
+        dot = torch.bmm(sigs[m].unsqueeze(1), a.unsqueeze(2)).view(-1)
+        dot += torch.bmm(signs[m].unsqueeze(1), c.unsqueeze(2)).view(-1)
+        grad_lw[:, m] = -bw[:, m] * dot
 
 
 class _OneToNBCE(torch.autograd.Function):
@@ -54,41 +115,14 @@ class _OneToNBCE(torch.autograd.Function):
         beta = log_weights.detach().to(dt).exp() if fused else None
         for r0 in range(0, b, chunk_rows):
             r1 = min(b, r0 + chunk_rows)
-            ys = targets[r0:r1].to(dt)
-            if label_smoothing:
-                ys = ys.mul(1.0 - label_smoothing).add_(label_smoothing / e)
-            sigs, signs = [], []
-            for m, s_full in enumerate(logits):
-                s = s_full[r0:r1].detach().to(dt)
-                sig = torch.sigmoid(s)
-                sign = torch.sigmoid(s.neg())
-                bce = torch.lerp(sign.clamp_min(_TINY).log_(), sig.clamp_min(_TINY).log_(), ys)
-                terms[m] -= bce.sum(dtype=torch.float64)
-                torch.sub(sig, ys, out=grads[m][r0:r1])
-                if fused:
-                    sigs.append(sig)
-                    signs.append(sign)
-            if not fused:
-                continue
-            bw = beta[r0:r1]
-            p = sigs[0] * bw[:, 0:1]
-            q = signs[0] * bw[:, 0:1]
-            for m in range(1, m_count):
-                p.addcmul_(sigs[m], bw[:, m : m + 1])
-                q.addcmul_(signs[m], bw[:, m : m + 1])
-            p.clamp_min_(_TINY)
-            q.clamp_min_(_TINY)
-            terms[m_count] -= torch.lerp(q.log(), p.log(), ys).sum(dtype=torch.float64)
-            a = ys / p  # y / p
-            c = torch.rsub(ys, 1.0).div_(q)  # (1 - y) / (1 - p)
-            diff = a - c
-            for m in range(m_count):
-                t = sigs[m] * signs[m]
-                t.mul_(diff)
-                grads[m][r0:r1].addcmul_(t, bw[:, m : m + 1], value=-1.0)
-                dot = torch.bmm(sigs[m].unsqueeze(1), a.unsqueeze(2)).view(-1)
-                dot += torch.bmm(signs[m].unsqueeze(1), c.unsqueeze(2)).view(-1)
-                grad_lw[r0:r1, m] = -bw[:, m] * dot
+            _chunk_terms(
+                _smoothed(targets[r0:r1], dt, label_smoothing),
+                [s[r0:r1].detach().to(dt) for s in logits],
+                beta[r0:r1] if fused else None,
+                terms,
+                [g[r0:r1] for g in grads],
+                grad_lw[r0:r1] if fused else None,
+            )
         terms /= float(b * e)
         ctx.save_for_backward(*grads, *([grad_lw] if fused else []))
         ctx.fused = fused
@@ -108,6 +142,118 @@ class _OneToNBCE(torch.autograd.Function):
         grad_logits = [(saved[m] * scale).to(ctx.logit_dtypes[m]) for m in range(m_count)]
         grad_lw = (saved[m_count] * scale).to(ctx.lw_dtype) if ctx.fused else None
         return (None, grad_lw, None, None, *grad_logits)
+
+
+class _OneToNBCELinear(torch.autograd.Function):
+    """:func:`one_to_n_bce` of ``S_m = q_m T_m^T + b_m``, never holding a whole ``(B, E)`` matrix."""
+
+    @staticmethod
+    def forward(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, *parts):  # type: ignore[override]
+        with float32_region(targets.device):
+            return _OneToNBCELinear._forward(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts)
+
+    @staticmethod
+    def _forward(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts):
+        queries, tables, biases = parts[:m_count], parts[m_count : 2 * m_count], parts[2 * m_count :]
+        b, e = targets.shape
+        dt = torch.float64 if any(q.dtype == torch.float64 for q in queries) else torch.float32
+        device = targets.device
+        fused = log_weights is not None
+        qs = [q.detach().to(dt) for q in queries]
+        ts = [t.detach().to(dt) for t in tables]
+        bs = [bias.detach().to(dt) for bias in biases]
+        grad_q = [torch.empty_like(q) for q in qs]
+        grad_t = [torch.zeros_like(t) for t in ts]
+        grad_b = torch.zeros(m_count, dtype=torch.float64, device=device)
+        terms = torch.zeros(m_count + 1, dtype=torch.float64, device=device)
+        grad_lw = torch.zeros(b, m_count, dtype=dt, device=device) if fused else None
+        beta = log_weights.detach().to(dt).exp() if fused else None
+        rows = max(1, chunk_rows)
+        block = rows * max(1, 128 // rows)  # rows per scoring matmul: wide enough for an efficient GEMM
+        scores = [torch.empty(min(block, b), e, dtype=dt, device=device) for _ in range(m_count)]
+        grads = [torch.empty(min(block, b), e, dtype=dt, device=device) for _ in range(m_count)]
+        for k0 in range(0, b, block):
+            k1 = min(b, k0 + block)
+            n = k1 - k0
+            for m in range(m_count):
+                torch.addmm(bs[m], qs[m][k0:k1], ts[m].t(), out=scores[m][:n])
+            for r0 in range(k0, k1, rows):
+                r1 = min(k1, r0 + rows)
+                _chunk_terms(
+                    _smoothed(targets[r0:r1], dt, label_smoothing),
+                    [sc[r0 - k0 : r1 - k0] for sc in scores],
+                    beta[r0:r1] if fused else None,
+                    terms,
+                    [g[r0 - k0 : r1 - k0] for g in grads],
+                    grad_lw[r0:r1] if fused else None,
+                )
+            for m in range(m_count):
+                g = grads[m][:n]
+                torch.mm(g, ts[m], out=grad_q[m][k0:k1])
+                grad_t[m].addmm_(g.t(), qs[m][k0:k1])
+                grad_b[m] += g.sum(dtype=torch.float64)
+        terms /= float(b * e)
+        ctx.save_for_backward(*grad_q, *grad_t, grad_b, *([grad_lw] if fused else []))
+        ctx.m_count = m_count
+        ctx.fused = fused
+        ctx.scale = 1.0 / float(b * e)
+        ctx.dtypes = [p.dtype for p in parts]
+        ctx.lw_dtype = log_weights.dtype if fused else None
+        total = terms.sum().to(dt)
+        terms = terms.to(dt)
+        ctx.mark_non_differentiable(terms)
+        return total, terms
+
+    @staticmethod
+    def backward(ctx, grad_total, _grad_terms):  # type: ignore[override]
+        saved = ctx.saved_tensors
+        m = ctx.m_count
+        scale = grad_total * ctx.scale
+        grad_q = [saved[i] * scale for i in range(m)]
+        grad_t = [saved[m + i] * scale for i in range(m)]
+        grad_b = [(saved[2 * m][i] * scale).reshape(()) for i in range(m)]
+        grads = [g.to(dt) for g, dt in zip(grad_q + grad_t + grad_b, ctx.dtypes)]
+        grad_lw = (saved[2 * m + 1] * scale).to(ctx.lw_dtype) if ctx.fused else None
+        return (None, grad_lw, None, None, None, *grads)
+
+
+def one_to_n_bce_linear(
+    queries: Sequence[torch.Tensor],
+    tables: Sequence[torch.Tensor],
+    biases: Sequence[torch.Tensor],
+    targets: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    log_weights: torch.Tensor | None = None,
+    chunk_rows: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`one_to_n_bce` of the logits ``S_m = q_m @ T_m.T + b_m``, fused with their matmuls.
+
+    The same loss and gradients as scoring first and calling :func:`one_to_n_bce`, but rows are scored a block at
+    a time (128 rows), the loss and ``dL/dS`` are formed on that block, and ``dL/dq``, ``dL/dT`` and ``dL/db`` are
+    accumulated from it at once. No ``(B, E)`` matrix of logits or of their gradient is kept: the working set is
+    a few ``(128, E)`` blocks per branch instead of about three ``(B, E)`` matrices per branch.
+
+    :param queries: ``M`` tensors ``(B, d_m)``.
+    :param tables: ``M`` candidate tables ``(E, d_m)``.
+    :param biases: ``M`` scalars (0-d tensors) added to every logit.
+    :param targets: ``(B, E)`` in {0, 1}.
+    :return: as :func:`one_to_n_bce`; the loss is differentiable w.r.t. queries, tables, biases and ``log_weights``.
+    """
+    m_count = len(queries)
+    if not m_count or len(tables) != m_count or len(biases) != m_count:
+        raise ValueError("one_to_n_bce_linear needs as many queries, tables and biases, at least one of each")
+    b, e = targets.shape
+    for q, t, bias in zip(queries, tables, biases):
+        if q.dim() != 2 or t.dim() != 2 or q.shape[0] != b or t.shape[0] != e or q.shape[1] != t.shape[1]:
+            raise ValueError(f"query {tuple(q.shape)} and table {tuple(t.shape)} do not match targets {(b, e)}")
+        if bias.dim() != 0:
+            raise ValueError(f"bias must be a scalar tensor, got shape {tuple(bias.shape)}")
+    if log_weights is not None and log_weights.shape != (b, m_count):
+        raise ValueError(f"log_weights shape {tuple(log_weights.shape)}; expected ({b}, {m_count})")
+    return _OneToNBCELinear.apply(
+        targets, log_weights, float(label_smoothing), int(chunk_rows), m_count, *queries, *tables, *biases
+    )
 
 
 def one_to_n_bce(
