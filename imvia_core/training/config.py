@@ -178,7 +178,10 @@ _SYNTHETIC_BUDGET: dict[str, Any] = dict(
 )
 
 #: the real graphs on a 2-core CPU: small batches give many steps per epoch, which is what these small graphs need
-#: (IMVIA encodes every entity's views once per step, so it takes larger batches: fewer steps per epoch)
+#: IMVIA encodes every entity's views once per step, so it takes larger batches (fewer steps per epoch). Its
+#: alignment and MI weights are a tenth of the paper's: the 1-N BCE is a mean over B x E entries (about 1e-3 once
+#: the output bias sits at the label prior), and at 0.01 and 1e-4 the alignment and CLUB terms outweighed it
+#: (alignment 0.016, KGC 0.0046 after two MKG-Y epochs) and held validation MRR at 0.015 after two epochs.
 _REAL_BUDGET: dict[str, Any] = dict(
     lr=3e-3,
     dim=128,
@@ -187,7 +190,7 @@ _REAL_BUDGET: dict[str, Any] = dict(
     eval_every=2,
     patience=3,
     lr_decay=0.99,
-    models={"imvia": dict(batch_size=512, lr=6e-3, epochs=24)},
+    models={"imvia": dict(batch_size=256, lr=5e-3, epochs=20, lambda_align=1e-3, mu=1e-5)},
 )
 
 #: named profiles: per-dataset overrides of the defaults above
@@ -202,8 +205,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # budget runs that finish within about an hour on a 2-core CPU
     "cpu": {
         # DB15K has 2-4 times the training triples of MKG-W/Y: fewer epochs of IMVIA fit the hour
-        "DB15K": dict(_REAL_BUDGET, models={"imvia": dict(_REAL_BUDGET["models"]["imvia"], epochs=12)}),
-        "MKG-W": dict(_REAL_BUDGET),
+        "DB15K": dict(_REAL_BUDGET, models={"imvia": dict(_REAL_BUDGET["models"]["imvia"], epochs=8)}),
+        "MKG-W": dict(_REAL_BUDGET, models={"imvia": dict(_REAL_BUDGET["models"]["imvia"], epochs=14)}),
         "MKG-Y": dict(_REAL_BUDGET),
         "synthetic": dict(_SYNTHETIC_BUDGET, epochs=60, patience=4),
     },
