@@ -59,7 +59,6 @@ def test_imvia_beats_its_structure_branch(full_run) -> None:
     assert final > structure + 0.05, (final, structure)
 
 
-@pytest.mark.science
 def test_each_ablation_lowers_validation_mrr(full_run, ablation_runs) -> None:
     _, results = full_run
     full = _mrr(results)
