@@ -829,6 +829,7 @@ def run_benchmark(
     warmup: int = 2,
     tucker: bool = True,
     relation_sorted_eval: bool = True,
+    compare_unfused: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run every measurement of the module docstring and return the results as a JSON-ready dict."""
@@ -915,6 +916,28 @@ def run_benchmark(
         f"  {imvia_train['step_seconds_median']:.2f} s/step, {imvia_train['epoch_seconds_extrapolated']:.0f} s/epoch "
         f"(extrapolated), {imvia_train['gflops_achieved']:.1f} GFLOP/s"
     )
+    if compare_unfused:
+        # the same steps with full (B, E) logits per branch and the loss after them (the path before
+        # one_to_n_bce_linear), for a before/after comparison in one process
+        log("IMVIA training with logits first, then the loss (fused_scoring_loss=False)")
+        model.config.fused_scoring_loss = False
+        try:
+            unfused = _time_training(
+                _make_trainee("imvia", model, compile_model=compile_model),
+                index,
+                q_heads,
+                q_relations,
+                flops_fn=imvia_flops,
+                **train_common,
+            )
+        finally:
+            model.config.fused_scoring_loss = True
+        if "heap_peak_bytes" in unfused:
+            unfused["working_set_in_batch_matrices"] = (unfused["heap_peak_bytes"] - unfused["heap_start_bytes"]) / (
+                shape.batch_size * graph.num_entities * 4
+            )
+        results["train"]["imvia_unfused"] = unfused
+        log(f"  {unfused['step_seconds_median']:.2f} s/step, {unfused['gflops_achieved']:.1f} GFLOP/s")
     param_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     static_bytes = rss_setup + 3 * param_bytes  # gradients and two Adam moments appear during the first step
 
@@ -1062,6 +1085,17 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"| model FLOPs per step | {tr['flops_per_step'] / 1e9:.1f} GFLOP |",
         f"| achieved | {tr['gflops_achieved']:.1f} GFLOP/s ({100 * tr['ratio_to_matmul_peak']:.0f}% of peak) |",
     ]
+    if "imvia_unfused" in results["train"]:
+        uf = results["train"]["imvia_unfused"]
+        ws = uf.get("working_set_in_batch_matrices")
+        lines += [
+            "| IMVIA training with (B x E) logits, then the loss (before): s per step | "
+            f"{uf['step_seconds_median']:.2f} "
+            f"({uf['step_seconds_median'] / tr['step_seconds_median']:.2f}x the fused step) |",
+            f"| ... achieved | {uf['gflops_achieved']:.1f} GFLOP/s ({100 * uf['ratio_to_matmul_peak']:.0f}% of peak)"
+            + (f"; working set {ws:.1f} x (B x E fp32)" if ws is not None else "")
+            + " |",
+        ]
     if "tucker" in results["train"]:
         tk = results["train"]["tucker"]
         lines += [
@@ -1172,6 +1206,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-sorted-eval", action="store_true", help="skip the evaluation with test triples ordered by relation"
     )
+    parser.add_argument(
+        "--unfused",
+        action="store_true",
+        help="also time IMVIA steps that build the full (B x E) logits before the loss (the path before the "
+        "fused scoring loss), for a before/after comparison in the same run",
+    )
     parser.add_argument("--out", default="bench/results", help="output folder (default: bench/results)")
     return parser
 
@@ -1198,6 +1238,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=warmup,
         tucker=not args.no_tucker,
         relation_sorted_eval=not args.no_sorted_eval,
+        compare_unfused=args.unfused,
         progress=os.environ.get("TQDM_DISABLE", "") in ("", "0"),
     )
     json_path, md_path = write_results(results, args.out)
