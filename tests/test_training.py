@@ -132,3 +132,13 @@ def test_gate_prefers_relevant_views(full_run) -> None:
         w_rel = weights[mixed][relevant[mixed]].mean()
         w_dis = weights[mixed][(mask & ~relevant)[mixed]].mean()
         assert w_rel > w_dis, (name, float(w_rel), float(w_dis))
+
+
+def test_a_results_file_is_a_config(tmp_path) -> None:
+    """``imvia train --config results/<profile>/<dataset>/<variant>.json`` reruns the committed run's configuration."""
+    cfg = _cfg(epochs=3, lambda_align=0.5)
+    path = tmp_path / "imvia.json"
+    path.write_text(json.dumps({"best_epoch": 2, "config": cfg.to_dict(), "test": {}}))
+    assert TrainConfig.from_file(path) == cfg
+    committed = Path(__file__).resolve().parents[1] / "results" / "ci" / "synthetic" / "imvia.json"
+    assert TrainConfig.from_file(committed) == profile_config("ci", "synthetic", model="imvia")

@@ -121,7 +121,11 @@ class TrainConfig:
 
     @classmethod
     def read_file(cls, path: str | Path) -> dict[str, Any]:
-        """The options set in a JSON or YAML file, keys checked, values not yet validated."""
+        """The options set in a JSON or YAML file, keys checked, values not yet validated.
+
+        A ``results.json`` written by a run is accepted too: its ``config`` is read, so that
+        ``imvia train --config results/cpu/MKG-Y/imvia.json`` reruns a committed run.
+        """
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -138,6 +142,8 @@ class TrainConfig:
             raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {err}") from err
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of option names to values, found {type(values).__name__}")
+        if isinstance(values.get("config"), dict) and "best_epoch" in values:
+            values = values["config"]  # a run's results.json (or its copy under results/): rerun that run
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
