@@ -220,8 +220,8 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
     # budget runs that finish within about an hour on a 2-core CPU
     "cpu": {
         # DB15K has 2-4 times the training triples of MKG-W/Y: fewer epochs of IMVIA fit the hour
-        "DB15K": dict(_REAL_BUDGET, models={"imvia": dict(_REAL_BUDGET["models"]["imvia"], epochs=8)}),
-        "MKG-W": dict(_REAL_BUDGET, models={"imvia": dict(_REAL_BUDGET["models"]["imvia"], epochs=14)}),
+        "DB15K": dict(_REAL_BUDGET, models={"imvia": dict(_REAL_BUDGET["models"]["imvia"], epochs=20)}),
+        "MKG-W": dict(_REAL_BUDGET, models={"imvia": dict(_REAL_BUDGET["models"]["imvia"], epochs=24)}),
         "MKG-Y": dict(_REAL_BUDGET),
         "synthetic": dict(_SYNTHETIC_BUDGET, epochs=60, patience=4),
     },
