@@ -142,9 +142,13 @@ class StructuralModel(KGCModel):
                 f"{type(self).__name__} targets: found shape {tuple(targets.shape)}; expected "
                 f"({heads.shape[0]}, {self.num_entities})"
             )
-        logits = self._scores(heads, relations)
-        loss, _ = one_to_n_bce([logits], targets, label_smoothing=self.config.label_smoothing)
+        loss = self._kgc_loss(heads, relations, targets)
         return loss, {"kgc": loss.detach(), "loss": loss.detach()}
+
+    def _kgc_loss(self, heads: torch.Tensor, relations: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The BCE of checked inputs: ``(B, E)`` logits first, then the loss (models override when they can fuse)."""
+        loss, _ = one_to_n_bce([self._scores(heads, relations)], targets, label_smoothing=self.config.label_smoothing)
+        return loss
 
 
 class TransE(StructuralModel):
@@ -294,13 +298,8 @@ class TuckER(StructuralModel):
     def _scores(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         return self.scorer.logits(self._query(heads, relations), self.entity_embeddings.weight)
 
-    def training_loss(
-        self, heads: torch.Tensor, relations: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """1-N BCE with label smoothing, scored block by block (:func:`~.losses.one_to_n_bce_linear`)."""
-        self._check(heads, relations)
-        if targets.shape != (heads.shape[0], self.num_entities):
-            return super().training_loss(heads, relations, targets)  # raises the shape error
+    def _kgc_loss(self, heads: torch.Tensor, relations: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Scored block by block inside the loss (:func:`~.losses.one_to_n_bce_linear`)."""
         loss, _ = one_to_n_bce_linear(
             [self._query(heads, relations)],
             [self.entity_embeddings.weight],
@@ -308,4 +307,4 @@ class TuckER(StructuralModel):
             targets,
             label_smoothing=self.config.label_smoothing,
         )
-        return loss, {"kgc": loss.detach(), "loss": loss.detach()}
+        return loss

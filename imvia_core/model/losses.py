@@ -32,6 +32,7 @@ matmul FLOPs are those of scoring plus autograd; the memory is a few ``(128, E)`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -96,6 +97,25 @@ def _chunk_terms(
         grad_lw[:, m] = -bw[:, m] * dot
 
 
+def _finish_forward(
+    ctx: Any,
+    terms: torch.Tensor,
+    count: int,
+    dt: torch.dtype,
+    saved: Sequence[torch.Tensor],
+    log_weights: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shared end of both forwards: mean the loss sums, keep the precomputed gradients for backward."""
+    terms /= float(count)
+    ctx.save_for_backward(*saved)
+    ctx.scale = 1.0 / float(count)
+    ctx.lw_dtype = log_weights.dtype if log_weights is not None else None
+    total = terms.sum().to(dt)
+    terms = terms.to(dt)
+    ctx.mark_non_differentiable(terms)
+    return total, terms
+
+
 class _OneToNBCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, targets, log_weights, label_smoothing, chunk_rows, *logits):  # type: ignore[override]
@@ -123,16 +143,8 @@ class _OneToNBCE(torch.autograd.Function):
                 [g[r0:r1] for g in grads],
                 grad_lw[r0:r1] if fused else None,
             )
-        terms /= float(b * e)
-        ctx.save_for_backward(*grads, *([grad_lw] if fused else []))
-        ctx.fused = fused
-        ctx.scale = 1.0 / float(b * e)
         ctx.logit_dtypes = [s.dtype for s in logits]
-        ctx.lw_dtype = log_weights.dtype if fused else None
-        total = terms.sum().to(dt)
-        terms = terms.to(dt)
-        ctx.mark_non_differentiable(terms)
-        return total, terms
+        return _finish_forward(ctx, terms, b * e, dt, [*grads, *([grad_lw] if fused else [])], log_weights)
 
     @staticmethod
     def backward(ctx, grad_total, _grad_terms):  # type: ignore[override]
@@ -140,7 +152,7 @@ class _OneToNBCE(torch.autograd.Function):
         m_count = len(ctx.logit_dtypes)
         scale = grad_total * ctx.scale
         grad_logits = [(saved[m] * scale).to(ctx.logit_dtypes[m]) for m in range(m_count)]
-        grad_lw = (saved[m_count] * scale).to(ctx.lw_dtype) if ctx.fused else None
+        grad_lw = (saved[m_count] * scale).to(ctx.lw_dtype) if ctx.lw_dtype is not None else None
         return (None, grad_lw, None, None, *grad_logits)
 
 
@@ -192,28 +204,20 @@ class _OneToNBCELinear(torch.autograd.Function):
                 torch.mm(g, ts[m], out=grad_q[m][k0:k1])
                 grad_t[m].addmm_(g.t(), qs[m][k0:k1])
                 grad_b[m] += g.sum(dtype=torch.float64)
-        terms /= float(b * e)
-        ctx.save_for_backward(*grad_q, *grad_t, grad_b, *([grad_lw] if fused else []))
-        ctx.m_count = m_count
-        ctx.fused = fused
-        ctx.scale = 1.0 / float(b * e)
         ctx.dtypes = [p.dtype for p in parts]
-        ctx.lw_dtype = log_weights.dtype if fused else None
-        total = terms.sum().to(dt)
-        terms = terms.to(dt)
-        ctx.mark_non_differentiable(terms)
-        return total, terms
+        saved = [*grad_q, *grad_t, grad_b, *([grad_lw] if fused else [])]
+        return _finish_forward(ctx, terms, b * e, dt, saved, log_weights)
 
     @staticmethod
     def backward(ctx, grad_total, _grad_terms):  # type: ignore[override]
         saved = ctx.saved_tensors
-        m = ctx.m_count
+        m = len(ctx.dtypes) // 3  # queries, tables, biases
         scale = grad_total * ctx.scale
         grad_q = [saved[i] * scale for i in range(m)]
         grad_t = [saved[m + i] * scale for i in range(m)]
         grad_b = [(saved[2 * m][i] * scale).reshape(()) for i in range(m)]
         grads = [g.to(dt) for g, dt in zip(grad_q + grad_t + grad_b, ctx.dtypes)]
-        grad_lw = (saved[2 * m + 1] * scale).to(ctx.lw_dtype) if ctx.fused else None
+        grad_lw = (saved[2 * m + 1] * scale).to(ctx.lw_dtype) if ctx.lw_dtype is not None else None
         return (None, grad_lw, None, None, None, *grads)
 
 
