@@ -112,7 +112,7 @@ def test_compiled_training_loss_equals_eager():
     model = _imvia(input_dropout=0.0, hidden_dropout1=0.0, hidden_dropout2=0.0).to(CUDA)
     h, r, t = _batch(CUDA)
     eager, grads_e = _loss_and_grads(model, h, r, t)
-    compiled = torch.compile(model.training_loss, dynamic=True)
+    compiled = torch.compile(model.training_loss)
     model.zero_grad(set_to_none=True)
     torch.manual_seed(7)
     loss, _ = compiled(h, r, t)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear, one_to_n_bce_reference
+from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear, one_to_n_bce_reference, resolve_chunk_rows
 
 torch.set_num_threads(1)
 
@@ -68,8 +68,10 @@ def test_gradcheck_float64():
 
 @pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("batch", [7, 150])
-def test_linear_version_equals_scoring_then_reference(fused: bool, batch: int) -> None:
-    """Scoring fused into the loss (row blocks, gradients accumulated per block) changes no value or gradient."""
+@pytest.mark.parametrize("chunk_rows", [16, 1000], ids=["cpu-chunks", "one-chunk"])
+def test_linear_version_equals_scoring_then_reference(fused: bool, batch: int, chunk_rows: int) -> None:
+    """Scoring fused into the loss (row blocks, gradients accumulated per block) changes no value or gradient,
+    with CPU-sized chunks or with the whole batch as one chunk (the default on a GPU)."""
     torch.manual_seed(1)
     e, d, m = 40, 5, 3
     qs = [torch.randn(batch, d, dtype=torch.float64, requires_grad=True) for _ in range(m)]
@@ -79,7 +81,7 @@ def test_linear_version_equals_scoring_then_reference(fused: bool, batch: int) -
     lw = torch.log_softmax(torch.randn(batch, m, dtype=torch.float64), -1).requires_grad_() if fused else None
     inputs = [*qs, *ts, *bs, *([lw] if fused else [])]
 
-    loss, terms = one_to_n_bce_linear(qs, ts, bs, targets, label_smoothing=0.1, log_weights=lw, chunk_rows=16)
+    loss, terms = one_to_n_bce_linear(qs, ts, bs, targets, label_smoothing=0.1, log_weights=lw, chunk_rows=chunk_rows)
     grads = torch.autograd.grad(loss * 2.0, inputs)
     logits = [torch.addmm(b, q, t.t()) for q, t, b in zip(qs, ts, bs)]
     ref, ref_terms = one_to_n_bce_reference(logits, targets, label_smoothing=0.1, log_weights=lw)
@@ -94,3 +96,9 @@ def test_linear_version_refuses_mismatched_shapes() -> None:
     q, t, b = torch.zeros(4, 3), torch.zeros(6, 2), torch.zeros(())
     with pytest.raises(ValueError, match="do not match"):
         one_to_n_bce_linear([q], [t], [b], torch.zeros(4, 6))
+
+
+def test_chunk_rows_default_by_device() -> None:
+    assert resolve_chunk_rows(None, torch.device("cpu"), 1024) == 32
+    assert resolve_chunk_rows(None, torch.device("meta"), 1024) == 1024  # any accelerator: the whole batch
+    assert resolve_chunk_rows(8, torch.device("meta"), 1024) == 8

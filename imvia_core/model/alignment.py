@@ -120,11 +120,9 @@ class ContrastiveAlignment(nn.Module):
         tau = self.temperature
         for m, n in self.pairs:
             a, b, ids = embeddings[m], embeddings[n], entity_ids
-            if present is not None:
-                keep = torch.ones(a.shape[0], dtype=torch.bool, device=a.device)
-                for name in (m, n):
-                    if name in present:
-                        keep = keep & present[name]
+            masks = [present[name] for name in (m, n) if present is not None and name in present]
+            if masks:  # (a modality without a mask is present for every row: no mask, no host sync)
+                keep = masks[0] if len(masks) == 1 else masks[0] & masks[1]
                 if not bool(keep.all()):
                     a, b = a[keep], b[keep]
                     ids = None if ids is None else ids[keep]

@@ -143,11 +143,9 @@ class ModalityCLUB(nn.Module):
         self, a: str, b: str, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = embeddings[a], embeddings[b]
-        if present is not None:
-            keep = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
-            for name in (a, b):
-                if name in present:
-                    keep = keep & present[name]
+        masks = [present[name] for name in (a, b) if present is not None and name in present]
+        if masks:  # a modality without a mask is present for every row
+            keep = masks[0] if len(masks) == 1 else masks[0] & masks[1]
             x, y = x[keep], y[keep]
         return x, y
 

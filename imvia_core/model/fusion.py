@@ -141,6 +141,8 @@ class MultiViewFusion(nn.Module):
         else:
             self.register_buffer("feature_table", table.clone(), persistent=False)
         self.register_buffer("feature_mask", mask.clone(), persistent=False)
+        #: no entity lacks this modality (known once here, so batches need not test the mask: no host sync on a GPU)
+        self.every_entity_has_view = bool(mask.any(dim=1).all())
         self.feature_dropout = nn.Dropout(feature_dropout)
         self.gate_entity = nn.Linear(entity_dim, self.view_dim, bias=True)
         self.gate_relation = nn.Linear(relation_dim, self.view_dim, bias=False)

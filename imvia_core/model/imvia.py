@@ -356,7 +356,8 @@ class IMVIA(KGCModel):
             res = fusion(e, relation_emb, views=v)
             missing = self.missing_embeddings[m].to(res.embedding.dtype)
             out.emb[m] = torch.where(res.has_view.unsqueeze(-1), res.embedding, missing)
-            out.present[m] = res.has_view
+            if not fusion.every_entity_has_view:  # else nothing to mask (views come from the fusion's own table)
+                out.present[m] = res.has_view
             out.view_weights[m] = res.view_weights
             out.views[m] = v
         if "J" in need and self.joint is not None:

@@ -26,6 +26,7 @@ from torch import nn
 
 from imvia_core.errors import ConfigError
 from imvia_core.model._utils import float32_region, masked_softmax, upcast
+from imvia_core.model.losses import resolve_chunk_rows
 
 __all__ = ["JointEmbedding", "JointOutput", "RelationAwareDecisionFusion", "fused_logit"]
 
@@ -116,7 +117,9 @@ class RelationAwareDecisionFusion(nn.Module):
         return self.log_weights(relation_emb).exp()
 
 
-def fused_logit(logits: Sequence[torch.Tensor], log_weights: torch.Tensor, *, chunk_rows: int = 32) -> torch.Tensor:
+def fused_logit(
+    logits: Sequence[torch.Tensor], log_weights: torch.Tensor, *, chunk_rows: int | None = None
+) -> torch.Tensor:
     """``logit(p) = log p - log(1 - p)`` of ``p = sum_m beta_m sigmoid(S_m)`` (float32 or float64).
 
     ``1 - p`` is computed as ``sum_m beta_m sigmoid(-S_m)``, so both ends are precise: near ``p = 1`` the score is
@@ -126,10 +129,12 @@ def fused_logit(logits: Sequence[torch.Tensor], log_weights: torch.Tensor, *, ch
 
     :param logits: ``M`` tensors of shape ``(B, E)``: the branch scores ``S_m``.
     :param log_weights: shape ``(B, M)``: ``log beta``.
-    :param chunk_rows: rows per chunk.
+    :param chunk_rows: rows per chunk (default: :func:`~.losses.resolve_chunk_rows`: cache-sized on a CPU, the
+        whole batch on an accelerator).
     :return: shape ``(B, E)``.
     """
     b = log_weights.shape[0]
+    chunk_rows = resolve_chunk_rows(chunk_rows, log_weights.device, b)
     pieces = []
     with float32_region(log_weights.device):
         beta = upcast(log_weights).exp()

@@ -38,9 +38,23 @@ import torch
 
 from imvia_core.model._utils import float32_region
 
-__all__ = ["one_to_n_bce", "one_to_n_bce_linear", "one_to_n_bce_reference"]
+__all__ = ["one_to_n_bce", "one_to_n_bce_linear", "one_to_n_bce_reference", "resolve_chunk_rows"]
 
 _TINY = 1e-30
+
+#: rows per chunk on a CPU, where a chunk of every branch should stay in cache
+CPU_CHUNK_ROWS = 32
+
+
+def resolve_chunk_rows(chunk_rows: int | None, device: torch.device, rows: int) -> int:
+    """``chunk_rows``, or by default :data:`CPU_CHUNK_ROWS` on a CPU and the whole batch on an accelerator.
+
+    On a GPU the element-wise work is bound by kernel launches, not by cache: one chunk (a few ``(B, E)``
+    temporaries per branch, a few hundred MB at DB15K size) keeps the launches per step to a few dozen.
+    """
+    if chunk_rows is not None:
+        return max(1, int(chunk_rows))
+    return CPU_CHUNK_ROWS if device.type == "cpu" else max(1, rows)
 
 
 def _smoothed(targets: torch.Tensor, dt: torch.dtype, label_smoothing: float) -> torch.Tensor:
@@ -229,7 +243,7 @@ def one_to_n_bce_linear(
     *,
     label_smoothing: float = 0.0,
     log_weights: torch.Tensor | None = None,
-    chunk_rows: int = 32,
+    chunk_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`one_to_n_bce` of the logits ``S_m = q_m @ T_m.T + b_m``, fused with their matmuls.
 
@@ -242,6 +256,8 @@ def one_to_n_bce_linear(
     :param tables: ``M`` candidate tables ``(E, d_m)``.
     :param biases: ``M`` scalars (0-d tensors) added to every logit.
     :param targets: ``(B, E)`` in {0, 1}.
+    :param chunk_rows: rows per chunk of the element-wise work (default: :func:`resolve_chunk_rows`); on a CPU the
+        scoring blocks are 128 rows, elsewhere they are the chunks.
     :return: as :func:`one_to_n_bce`; the loss is differentiable w.r.t. queries, tables, biases and ``log_weights``.
     """
     m_count = len(queries)
@@ -255,8 +271,9 @@ def one_to_n_bce_linear(
             raise ValueError(f"bias must be a scalar tensor, got shape {tuple(bias.shape)}")
     if log_weights is not None and log_weights.shape != (b, m_count):
         raise ValueError(f"log_weights shape {tuple(log_weights.shape)}; expected ({b}, {m_count})")
+    rows = resolve_chunk_rows(chunk_rows, targets.device, b)
     return _OneToNBCELinear.apply(
-        targets, log_weights, float(label_smoothing), int(chunk_rows), m_count, *queries, *tables, *biases
+        targets, log_weights, float(label_smoothing), rows, m_count, *queries, *tables, *biases
     )
 
 
@@ -266,7 +283,7 @@ def one_to_n_bce(
     *,
     label_smoothing: float = 0.0,
     log_weights: torch.Tensor | None = None,
-    chunk_rows: int = 32,
+    chunk_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of the branch BCEs and, with ``log_weights``, the BCE of the fused probability.
 
@@ -274,7 +291,7 @@ def one_to_n_bce(
     :param targets: ``(B, E)`` in {0, 1}.
     :param label_smoothing: TuckER's ``eps``.
     :param log_weights: ``(B, M)`` ``log beta`` of the decision fusion, or ``None`` for no fused term.
-    :param chunk_rows: rows per cache-sized chunk.
+    :param chunk_rows: rows per chunk (default: :func:`resolve_chunk_rows`).
     :return: the scalar loss (differentiable w.r.t. ``logits`` and ``log_weights``; float32, or float64 for
         float64 logits) and the detached
         terms ``(M + 1,)``: each branch's BCE, then the fused BCE (0 without ``log_weights``).
@@ -286,7 +303,8 @@ def one_to_n_bce(
             raise ValueError(f"logits shape {tuple(s.shape)} does not match targets {tuple(targets.shape)}")
     if log_weights is not None and log_weights.shape != (targets.shape[0], len(logits)):
         raise ValueError(f"log_weights shape {tuple(log_weights.shape)}; expected ({targets.shape[0]}, {len(logits)})")
-    return _OneToNBCE.apply(targets, log_weights, float(label_smoothing), int(chunk_rows), *logits)
+    rows = resolve_chunk_rows(chunk_rows, targets.device, targets.shape[0])
+    return _OneToNBCE.apply(targets, log_weights, float(label_smoothing), rows, *logits)
 
 
 def one_to_n_bce_reference(

@@ -258,10 +258,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
                     f"{path}: does not fit the model built from {config_path.name} ({first[:300]}); were the feature "
                     "files or the code changed since the run started? Restore them, or start a new run directory"
                 ) from err
-            torch.set_rng_state(ckpt["rng_cpu"])
+            torch.set_rng_state(ckpt["rng_cpu"].cpu())  # checkpoints load onto the run's device
             if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
-            shuffle.set_state(ckpt["rng_shuffle"])
+                torch.cuda.set_rng_state(ckpt["rng_cuda"].cpu(), device)
+            shuffle.set_state(ckpt["rng_shuffle"].cpu())
             state = ckpt["state"]
             _truncate_jsonl(metrics_path, after_epoch=state["epoch"])
             if progress:
