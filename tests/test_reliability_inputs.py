@@ -327,6 +327,17 @@ def test_config_errors_on_the_command_line(tmp_path, capsys) -> None:
         assert not (tmp_path / "run" / "config.json").exists()  # refused before the run started
 
 
+def test_command_line_flags_reach_the_config() -> None:
+    from imvia_core.cli import build_parser
+    from imvia_core.training.cli import config_from_args
+
+    args = build_parser().parse_args(
+        ["train", "--profile", "ci", "--eval-batch-size", "4096", "--cuda", "1", "--no-amp", "--lr", "0.01"]
+    )
+    cfg = config_from_args(args)
+    assert (cfg.eval_batch_size, cfg.device, cfg.amp, cfg.lr) == (4096, "cuda:1", False, 0.01)
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_without_a_gpu_is_a_config_error(tmp_path) -> None:
     from imvia_core.training.trainer import prepare_run

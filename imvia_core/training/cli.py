@@ -44,6 +44,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, help="queries per 1-N batch")
     p.add_argument("--eval-every", type=int, help="validate every N epochs")
+    p.add_argument(
+        "--eval-batch-size", type=int, help="queries scored at once in evaluation (default 512; 4096 or more on a GPU)"
+    )
     p.add_argument("--patience", type=int, help="stop after N validations without a better MRR (0: never)")
     p.add_argument("--num-views", type=int, help="expert views per single-vector feature (Eq. 1-3)")
     p.add_argument("--label-smoothing", type=float)
@@ -75,6 +78,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "eval_every": args.eval_every,
+        "eval_batch_size": args.eval_batch_size,
         "patience": args.patience,
         "num_views": args.num_views,
         "label_smoothing": args.label_smoothing,
