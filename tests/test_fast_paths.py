@@ -235,7 +235,7 @@ def _run_bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path):
     out = tmp_path / "results"
-    proc = _run_bench(["--quick", "--threads", "1", "--unfused", "--out", str(out)], tmp_path)
+    proc = _run_bench(["--quick", "--threads", "1", "--unfused", "--relation-batches", "--out", str(out)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (json_path,) = out.glob("cpu-fp32-quick-*.json")
     (md_path,) = out.glob("cpu-fp32-quick-*.md")
@@ -258,7 +258,7 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path):
     assert {"torch", "cpu", "torch_threads", "logical_cores"} <= results["machine"].keys()
     assert results["machine"]["torch_threads"] == 1
     assert results["shape"]["score_branches"] == ["S", "V", "T", "J"]
-    for name in ("imvia", "tucker", "imvia_unfused"):
+    for name in ("imvia", "tucker", "imvia_unfused", "imvia_relation_batches"):
         train = results["train"][name]
         assert len(train["step_seconds"]) == 2 and all(t > 0 for t in train["step_seconds"])
         assert train["epoch_seconds_extrapolated"] == pytest.approx(
@@ -266,6 +266,8 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path):
         )
         assert train["flops_per_step"] > 0 and 0 < train["ratio_to_matmul_peak"]
         assert set(train["phase_seconds_median"]) == {"targets", "aux_step", "forward", "backward", "optimizer"}
+    grouped, shuffled = results["train"]["imvia_relation_batches"], results["train"]["imvia"]
+    assert max(grouped["unique_relations"]) < min(shuffled["unique_relations"])  # few relations per batch
     ev = results["evaluation"]
     assert ev["queries"] == 2 * results["shape"]["num_test"] and ev["seconds"] > 0
     assert ev["ratio_to_bare_matmuls"] == pytest.approx(ev["seconds"] / ev["bare_scoring_matmuls"]["seconds"])
@@ -277,7 +279,7 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path):
         assert target["holds"] == (value >= threshold if target["comparison"] == ">=" else value <= threshold)
     text = md_path.read_text()
     commit = results["git"]["commit"]
-    assert "GFLOP/s" in text and "| holds |" in text and "then the loss (before)" in text
+    assert "GFLOP/s" in text and "| holds |" in text and "then the loss (before)" in text and "relation-grouped" in text
     assert commit is None or commit in text
 
 

@@ -142,3 +142,25 @@ def test_a_results_file_is_a_config(tmp_path) -> None:
     assert TrainConfig.from_file(path) == cfg
     committed = Path(__file__).resolve().parents[1] / "results" / "ci" / "synthetic" / "imvia.json"
     assert TrainConfig.from_file(committed) == profile_config("ci", "synthetic", model="imvia")
+
+
+@pytest.mark.parametrize("by_relation", [False, True])
+def test_epoch_order_is_a_permutation_that_keeps_batches(by_relation: bool) -> None:
+    from imvia_core.training.trainer import epoch_order
+
+    relations = torch.randint(0, 30, (1000,), generator=torch.Generator().manual_seed(1))
+    order = epoch_order(relations, 64, torch.Generator().manual_seed(0), by_relation=by_relation)
+    assert torch.equal(torch.sort(order).values, torch.arange(1000))
+    distinct = [relations[order[i : i + 64]].unique().numel() for i in range(0, 1000, 64)]
+    if by_relation:  # 30 relations of about 33 queries each: a batch of 64 spans at most 4 of them
+        assert max(distinct) <= 4
+        # the last, partial batch holds the queries of the last relations in sorted order
+        assert relations[order[-(1000 % 64) :]].min() >= relations.median()
+    else:
+        assert min(distinct) > 15
+
+
+def test_training_with_relation_batches(tmp_path) -> None:
+    cfg = _cfg(epochs=2, eval_every=2, dim=16, batch_order="relation")
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["config"]["batch_order"] == "relation" and _mrr(result) > 0.02

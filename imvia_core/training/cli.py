@@ -43,6 +43,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dim", type=int, help="embedding dimension of every branch")
     p.add_argument("--epochs", type=int, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, help="queries per 1-N batch")
+    p.add_argument(
+        "--batch-order",
+        choices=("random", "relation"),
+        help="'random' (default), or 'relation': queries of one relation batched together (fewer Tucker core "
+        "contractions per batch)",
+    )
     p.add_argument("--eval-every", type=int, help="validate every N epochs")
     p.add_argument(
         "--eval-batch-size", type=int, help="queries scored at once in evaluation (default 512; 4096 or more on a GPU)"
@@ -77,6 +83,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "dim": args.dim,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "batch_order": args.batch_order,
         "eval_every": args.eval_every,
         "eval_batch_size": args.eval_batch_size,
         "patience": args.patience,

@@ -35,6 +35,10 @@ class TrainConfig:
     lr_decay: float = 1.0
     weight_decay: float = 0.0
     batch_size: int = 256
+    #: ``"random"``: each epoch a random order of the training queries; ``"relation"``: random within each relation,
+    #: queries of one relation kept together in batches, batch order random (few distinct relations per batch, so
+    #: the Tucker cores are contracted fewer times; see the trainer)
+    batch_order: str = "random"
     epochs: int = 60
     label_smoothing: float = 0.1
     #: weight of the CLUB mutual-information bound (Eq. 4; the upstream ``--mu``)
@@ -84,6 +88,8 @@ class TrainConfig:
             problems.append(f"patience must be >= 0, got {self.patience}")
         if self.decision_fusion not in ("gated", "uniform"):
             problems.append(f"decision_fusion must be 'gated' or 'uniform', got {self.decision_fusion!r}")
+        if self.batch_order not in ("random", "relation"):
+            problems.append(f"batch_order must be 'random' or 'relation', got {self.batch_order!r}")
         if self.mi_between not in ("modalities", "views"):
             problems.append(f"mi_between must be 'modalities' or 'views', got {self.mi_between!r}")
         try:

@@ -43,7 +43,38 @@ from imvia_core.training.checkpoint import (
 )
 from imvia_core.training.config import TrainConfig
 
-__all__ = ["train", "TrainingDiverged", "RunContext", "prepare_run", "evaluate_model", "describe_hardware"]
+__all__ = [
+    "train",
+    "TrainingDiverged",
+    "RunContext",
+    "prepare_run",
+    "evaluate_model",
+    "describe_hardware",
+    "epoch_order",
+]
+
+
+def epoch_order(
+    relations: torch.Tensor, batch_size: int, generator: torch.Generator, *, by_relation: bool = False
+) -> torch.Tensor:
+    """The order in which an epoch visits the training queries: a permutation of ``0..n-1`` (CPU).
+
+    :param relations: shape ``(n,)``: relation id of each query.
+    :param by_relation: ``False``: a uniformly random permutation. ``True``: random within each relation, queries
+        of one relation contiguous, cut into batches of ``batch_size`` whose order is then shuffled (the last,
+        partial batch stays last so that batch boundaries are kept). A batch then holds few distinct relations,
+        and each Tucker core is contracted once per distinct relation (:class:`~imvia_core.model.tucker.
+        RelationGroups`): at DB15K size about 8 instead of about 200 per batch of 1024.
+    """
+    n = int(relations.shape[0])
+    order = torch.randperm(n, generator=generator)
+    if not by_relation:
+        return order
+    order = order[torch.argsort(relations[order], stable=True)]
+    full = n // batch_size
+    batch_perm = torch.randperm(full, generator=generator)
+    grouped = order[: full * batch_size].view(full, batch_size)[batch_perm].reshape(-1)
+    return torch.cat([grouped, order[full * batch_size :]])
 
 
 class TrainingDiverged(ImviaError):
@@ -237,6 +268,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         num_relations=graph.num_relations_with_reciprocals,
     ).to(device)
     q_heads, q_relations = train_index.unique_queries()
+    q_relations_cpu = q_relations.cpu()
     num_queries = int(q_heads.shape[0])
     batches_per_epoch = math.ceil(num_queries / cfg.batch_size)
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -294,7 +326,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
     )
     for epoch in epochs:
         t0 = time.perf_counter()
-        order = torch.randperm(num_queries, generator=shuffle).to(device)
+        order = epoch_order(q_relations_cpu, cfg.batch_size, shuffle, by_relation=cfg.batch_order == "relation")
+        order = order.to(device)
         sums: dict[str, float] = {}
         grad_norm_sum = 0.0
         for b in range(batches_per_epoch):
