@@ -128,7 +128,8 @@ def compute_ranks(
     # queued. Until then, ids are clamped so that an invalid id cannot trigger a device-side indexing error.
     bad_targets = (targets < 0) | (targets >= num_entities)
     checks = [bad_targets.any()]
-    checks.append(torch.isnan(scores).any() if scores.dtype.is_floating_point else bad_targets.new_zeros(()))
+    # a max propagates NaN: one reduction over the scores, without a (B, E) temporary
+    checks.append(torch.isnan(scores.amax()) if scores.dtype.is_floating_point else bad_targets.new_zeros(()))
     safe_targets = targets.clamp(0, num_entities - 1)
     target_scores = scores.gather(1, safe_targets.unsqueeze(1))  # (B, 1)
     greater = (scores > target_scores).sum(dim=1)  # (B,) int64
