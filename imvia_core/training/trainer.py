@@ -64,7 +64,7 @@ def epoch_order(
         of one relation contiguous, cut into batches of ``batch_size`` whose order is then shuffled (the last,
         partial batch stays last so that batch boundaries are kept). A batch then holds few distinct relations,
         and each Tucker core is contracted once per distinct relation (:class:`~imvia_core.model.tucker.
-        RelationGroups`): at DB15K size about 8 instead of about 200 per batch of 1024.
+        RelationGroups`): at DB15K size about 26 instead of about 200 per batch of 1024.
     """
     n = int(relations.shape[0])
     order = torch.randperm(n, generator=generator)
