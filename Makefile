@@ -10,7 +10,7 @@ export IMVIA_DATA_MIRROR ?= $(abspath ../shared/datasets)
 endif
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo notebooks test test-science env lint bench clean-env
+.PHONY: demo notebooks test env lint bench clean-env
 
 env: $(STAMP)
 
@@ -33,10 +33,6 @@ notebooks: $(STAMP)
 
 test: $(STAMP)
 	TQDM_DISABLE=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1 $(PY) -m pytest -q
-
-# the method's claims on the synthetic graph (several CI-profile trainings; not part of `make test`)
-test-science: $(STAMP)
-	TQDM_DISABLE=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1 $(PY) -m pytest -q -m science tests/test_training.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check imvia_core tests bench

@@ -431,3 +431,15 @@ def test_non_finite_gradient_stops_the_run_before_the_weights_change(tmp_path, m
         train(_tiny(small_folder), run_dir, progress=False)
     assert "last good checkpoint" in str(info.value)
     _assert_last_good_checkpoint(run_dir, 1)
+
+
+def test_auto_features_of_a_dataset_folder_come_from_that_folder(small_folder, tmp_path, monkeypatch) -> None:
+    """``auto`` looks in the folder a dataset was loaded from, not in ``data/<folder name>``."""
+    from imvia_core.data.loading import load_graph
+    from imvia_core.training.inputs import find_features
+
+    monkeypatch.setenv("IMVIA_DATA_DIR", str(tmp_path / "elsewhere"))
+    graph = load_graph(small_folder)
+    visual = find_features(graph, "visual", "auto")
+    assert visual is not None and visual.views.shape[0] == graph.num_entities
+    assert not (tmp_path / "elsewhere").exists()  # nothing looked up or written there

@@ -19,7 +19,7 @@ def test_default_size_and_splits() -> None:
     kg = generate_synthetic()
     stats = kg.graph.statistics()
     assert stats["entities"] == 1000
-    assert 8000 < stats["train"] < 25000
+    assert 5000 < stats["train"] < 25000
     assert stats["valid"] > 200 and stats["test"] > 200
     # every entity id is in range and every split uses original relations only
     for split in ("train", "valid", "test"):

@@ -49,8 +49,9 @@ def test_run_directory_layout(full_run) -> None:
     assert set(results["test_branches"]) >= {"S", "V", "T", "J"}
 
 
-@pytest.mark.science
 def test_imvia_beats_its_structure_branch(full_run) -> None:
+    """The fused score against the same model's structure branch, on test: a clear margin (0.05 MRR), which comes
+    from the sparse entities that only their views can place (module docstring of imvia_core.data.synthetic)."""
     from imvia_core.evaluation import EvaluationResult
 
     _, results = full_run

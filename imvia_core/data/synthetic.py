@@ -7,7 +7,7 @@ Everything comes from one latent vector ``z_e`` per entity (unit norm, ``latent_
   ``A_r``: a query ``(h, r)`` has as tails the ``m_r`` entities of the target cluster whose ``f`` is closest to
   ``A_r f_h`` (Gumbel top-k, so the graph is noisy but learnable). ``m_r`` is 1 for functional relations and larger
   for one-to-many relations; reciprocals make many-to-one.
-* **Sparse entities.** A share of entities (``sparse_fraction``) are *sparse*: they are heads of only a couple of
+* **Sparse entities.** A share of entities (``sparse_fraction``) are *sparse*: they are heads of only a few
   queries, never tails of other entities' queries, and only one of their triples is in ``train``. The rest of their
   triples go to ``valid`` and ``test``. Their structural embedding is barely trained, so a structure-only model
   ranks them poorly; their modal views carry ``z_e`` and let a multi-modal model score them.
@@ -17,6 +17,16 @@ Everything comes from one latent vector ``z_e`` per entity (unit norm, ``latent_
   latent components and the text views another, overlapping part, so each modality carries information the other
   lacks. Every entity with a modality keeps at least one relevant view; ``distractor_rate`` is the share of the
   remaining views that are distractors. Some entities have no view of a modality at all.
+
+Why the defaults are what they are (measured with the ``ci`` training profile, selection on validation MRR): the
+modal branches score entities with a model linear in the features (a projection, then Tucker's bilinear form), so
+mapping each cluster onto another must be possible linearly: with 25 clusters in a 16-d latent (the first
+defaults) even the true latent vector as the only feature gave a visual-only model a validation MRR of 0.12, the
+noisy views 0.06, and the full model matched its structure branch (0.162 against 0.161). With 60 clusters in 48
+dimensions, a smaller ``fine_scale`` (the cluster decides more of the latent vector), less view noise, and half of
+the entities sparse with four queries each, the visual branch alone reaches 0.17 and the sparse entities are where
+the modalities pay off (test MRR on queries that involve one: 0.22 for the full model, 0.15 for its structure
+branch).
 
 Because relevant views concentrate their energy on the signal dimensions and distractors do not, a gate that
 emphasises those dimensions (Eq. 1) raises ``cos(g ⊙ f, f)`` (Eq. 2) for relevant views: the multi-view fusion
@@ -55,19 +65,20 @@ class SyntheticConfig:
 
     num_entities: int = 1000
     num_relations: int = 12
-    latent_dim: int = 16
+    #: at least ``num_clusters``-ish, so that a model linear in the features can map clusters onto clusters
+    latent_dim: int = 48
     #: head queries per dense entity and per sparse entity
     queries_per_dense_entity: int = 4
-    queries_per_sparse_entity: int = 2
+    queries_per_sparse_entity: int = 4
     #: tails per query, one value drawn per relation
     tails_per_query: tuple[int, ...] = (2, 4, 6, 8)
     #: entities fall into clusters; a relation maps each cluster to one other cluster
-    num_clusters: int = 25
+    num_clusters: int = 60
     #: weight of an entity's own direction against its cluster centre in the latent vector
-    fine_scale: float = 0.6
+    fine_scale: float = 0.3
     #: Gumbel noise scale on the within-cluster tail scores (0 = deterministic nearest neighbours)
     structure_noise: float = 0.1
-    sparse_fraction: float = 0.2
+    sparse_fraction: float = 0.5
     visual_dim: int = 64
     text_dim: int = 48
     max_visual_views: int = 4
@@ -78,7 +89,7 @@ class SyntheticConfig:
     #: share of feature dimensions that carry the signal of a relevant view
     signal_fraction: float = 0.5
     #: standard deviation of the noise added to relevant views (before normalisation)
-    view_noise: float = 0.25
+    view_noise: float = 0.1
     #: latent components seen by visual and by text views (a contiguous slice each, as fractions of latent_dim)
     visual_observes: tuple[float, float] = (0.0, 0.75)
     text_observes: tuple[float, float] = (0.25, 1.0)

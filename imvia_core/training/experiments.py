@@ -26,6 +26,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "imvia-no-visual": {"model": "imvia", "use_visual": False},
     "imvia-no-text": {"model": "imvia", "use_text": False},
     "imvia-no-joint": {"model": "imvia", "use_joint": False},
+    # the relation-aware gate of Eq. 7 where a profile averages the branches uniformly (the synthetic profiles)
+    "imvia-gated": {"model": "imvia", "decision_fusion": "gated"},
     "tucker": {"model": "tucker"},
     "transe": {"model": "transe"},
     "distmult": {"model": "distmult"},

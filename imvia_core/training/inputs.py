@@ -1,7 +1,8 @@
 """Which feature file a run uses for each modality.
 
 ``"auto"`` looks, in order, for: the synthetic graph's own features (generated in memory); the project's view files
-``data/<NAME>/features/<modality>.safetensors``; the single-vector files of the MoMoK/IMVIA code
+``data/<NAME>/features/<modality>.safetensors`` (for a dataset given as a folder: ``<folder>/features/...``, and
+likewise below); the single-vector files of the MoMoK/IMVIA code
 (``img_features.pth`` / ``text_features.pth``, or ``.pkl``) in ``data/<NAME>/``; and, for text only, features
 encoded from the entity names (and MKG-W descriptions) with the packaged MiniLM encoder, cached as
 ``data/<NAME>/features/text-minilm.safetensors``. Nothing found means the modality is absent, and the run
@@ -33,7 +34,9 @@ def find_features(graph, modality: str, source: str):
         from imvia_core.data.synthetic import load_synthetic
 
         return load_synthetic().features[modality]
-    root = data_dir() / graph.name
+    # a dataset loaded from a folder keeps its feature files in that folder; a known dataset lives in data/<NAME>
+    source_dir = graph.extra.get("source_dir") if isinstance(graph.extra, dict) else None
+    root = Path(source_dir) if source_dir else data_dir() / graph.name
     candidates = [root / "features" / f"{modality}.safetensors"]
     candidates += [root / n for n in _MOMOK_NAMES[modality]]
     if modality == "text":
