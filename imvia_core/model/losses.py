@@ -197,7 +197,9 @@ class _OneToNBCELinear(torch.autograd.Function):
         rows = max(1, chunk_rows)
         block = rows * max(1, 128 // rows)  # rows per scoring matmul: wide enough for an efficient GEMM
         scores = [torch.empty(min(block, b), e, dtype=dt, device=device) for _ in range(m_count)]
-        grads = [torch.empty(min(block, b), e, dtype=dt, device=device) for _ in range(m_count)]
+        # dL/dS of a row chunk overwrites its scores: _chunk_terms reads each branch's scores once, into the
+        # sigmoids, before it writes that branch's gradient
+        grads = scores
         for k0 in range(0, b, block):
             k1 = min(b, k0 + block)
             n = k1 - k0
