@@ -919,6 +919,12 @@ def run_benchmark(
         batch_size=shape.batch_size, warmup=warmup, steps=steps, device=device, dtype=torch_dtype, progress=progress
     )
     imvia_train = _time_training(trainee, index, q_heads, q_relations, flops_fn=imvia_flops, **train_common)
+
+    def time_imvia_variant(**options: Any) -> dict[str, Any]:
+        """The same timing with a fresh optimizer (and ``options`` for the batch order)."""
+        fresh = _make_trainee("imvia", model, compile_model=compile_model)
+        return _time_training(fresh, index, q_heads, q_relations, flops_fn=imvia_flops, **options, **train_common)
+
     u_mean = round(statistics.mean(imvia_train["unique_relations"]))
     imvia_train["flops_parts_at_mean_unique_relations"] = imvia_step_flops(
         model, batch_size=shape.batch_size, unique_relations=u_mean
@@ -934,14 +940,7 @@ def run_benchmark(
         log("IMVIA training with logits first, then the loss (fused_scoring_loss=False)")
         model.config.fused_scoring_loss = False
         try:
-            unfused = _time_training(
-                _make_trainee("imvia", model, compile_model=compile_model),
-                index,
-                q_heads,
-                q_relations,
-                flops_fn=imvia_flops,
-                **train_common,
-            )
+            unfused = time_imvia_variant()
         finally:
             model.config.fused_scoring_loss = True
         if "heap_peak_bytes" in unfused:
@@ -953,15 +952,7 @@ def run_benchmark(
     if relation_batches:
         # batches of few relations (imvia train --batch-order relation): fewer Tucker core contractions per step
         log("IMVIA training with relation-grouped batches")
-        grouped = _time_training(
-            _make_trainee("imvia", model, compile_model=compile_model),
-            index,
-            q_heads,
-            q_relations,
-            flops_fn=imvia_flops,
-            by_relation=True,
-            **train_common,
-        )
+        grouped = time_imvia_variant(by_relation=True)
         results["train"]["imvia_relation_batches"] = grouped
         log(
             f"  {grouped['step_seconds_median']:.2f} s/step, "

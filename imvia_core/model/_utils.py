@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 
-__all__ = ["masked_softmax", "float32_region", "upcast", "check_probability", "check_positive"]
+__all__ = ["masked_softmax", "float32_region", "upcast", "check_probability", "check_positive", "rows_present"]
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, *, dim: int = -1) -> torch.Tensor:
@@ -60,3 +60,12 @@ def check_positive(name: str, value: float) -> None:
 
     if not value > 0:
         raise ConfigError(f"model config {name}: found {value!r}; expected a positive number")
+
+
+def rows_present(present: Mapping[str, torch.Tensor] | None, names: tuple[str, str]) -> torch.Tensor | None:
+    """``(N,)`` bool: rows where every modality of ``names`` is present, or ``None`` when none of them has a mask
+    (a modality without an entry in ``present`` is present for every row; no tensor work, so no host sync)."""
+    masks = [present[name] for name in names if present is not None and name in present]
+    if not masks:
+        return None
+    return masks[0] if len(masks) == 1 else masks[0] & masks[1]

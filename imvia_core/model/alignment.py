@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imvia_core.model._utils import check_positive, float32_region, upcast
+from imvia_core.model._utils import check_positive, float32_region, rows_present, upcast
 
 __all__ = ["ContrastiveAlignment", "symmetric_contrastive_loss"]
 
@@ -120,11 +120,9 @@ class ContrastiveAlignment(nn.Module):
         tau = self.temperature
         for m, n in self.pairs:
             a, b, ids = embeddings[m], embeddings[n], entity_ids
-            masks = [present[name] for name in (m, n) if present is not None and name in present]
-            if masks:  # (a modality without a mask is present for every row: no mask, no host sync)
-                keep = masks[0] if len(masks) == 1 else masks[0] & masks[1]
-                if not bool(keep.all()):
-                    a, b = a[keep], b[keep]
-                    ids = None if ids is None else ids[keep]
+            keep = rows_present(present, (m, n))
+            if keep is not None and not bool(keep.all()):
+                a, b = a[keep], b[keep]
+                ids = None if ids is None else ids[keep]
             total = total + symmetric_contrastive_loss(a, b, tau, entity_ids=ids)
         return total

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imvia_core.model._utils import float32_region, upcast
+from imvia_core.model._utils import float32_region, rows_present, upcast
 
 __all__ = ["GaussianCLUB", "ModalityCLUB", "ViewCLUB"]
 
@@ -143,9 +143,8 @@ class ModalityCLUB(nn.Module):
         self, a: str, b: str, embeddings: Mapping[str, torch.Tensor], present: Mapping[str, torch.Tensor] | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = embeddings[a], embeddings[b]
-        masks = [present[name] for name in (a, b) if present is not None and name in present]
-        if masks:  # a modality without a mask is present for every row
-            keep = masks[0] if len(masks) == 1 else masks[0] & masks[1]
+        keep = rows_present(present, (a, b))
+        if keep is not None:
             x, y = x[keep], y[keep]
         return x, y
 

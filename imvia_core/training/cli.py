@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from imvia_core.training.config import PROFILES, TrainConfig, profile_config
+from imvia_core.training.config import BATCH_ORDERS, PROFILES, TrainConfig, profile_config
 
 __all__ = ["register"]
 
@@ -45,7 +45,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="queries per 1-N batch")
     p.add_argument(
         "--batch-order",
-        choices=("random", "relation"),
+        choices=BATCH_ORDERS,
         help="'random' (default), or 'relation': queries of one relation batched together (fewer Tucker core "
         "contractions per batch)",
     )

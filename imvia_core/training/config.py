@@ -17,9 +17,13 @@ from typing import Any
 
 from imvia_core.errors import ConfigError
 
-__all__ = ["TrainConfig", "PROFILES", "profile_config"]
+__all__ = ["TrainConfig", "PROFILES", "BATCH_ORDERS", "profile_config"]
 
 MODELS = ("imvia", "tucker", "transe", "distmult", "complex", "rotate")
+
+
+#: values of ``TrainConfig.batch_order`` (see there)
+BATCH_ORDERS = ("random", "relation")
 
 
 @dataclass
@@ -89,8 +93,8 @@ class TrainConfig:
             problems.append(f"patience must be >= 0, got {self.patience}")
         if self.decision_fusion not in ("gated", "uniform"):
             problems.append(f"decision_fusion must be 'gated' or 'uniform', got {self.decision_fusion!r}")
-        if self.batch_order not in ("random", "relation"):
-            problems.append(f"batch_order must be 'random' or 'relation', got {self.batch_order!r}")
+        if self.batch_order not in BATCH_ORDERS:
+            problems.append(f"batch_order must be one of {', '.join(BATCH_ORDERS)}, got {self.batch_order!r}")
         if self.mi_between not in ("modalities", "views"):
             problems.append(f"mi_between must be 'modalities' or 'views', got {self.mi_between!r}")
         try:
