@@ -169,6 +169,49 @@ def test_evaluator_on_the_model_equals_dense_sorted_ranks_in_any_query_order():
     torch.testing.assert_close(by_relation[n:], reference[n:][order])
 
 
+def test_entity_major_scores_fused_logit_and_ranks_equal_row_major(monkeypatch: pytest.MonkeyPatch):
+    """Without autograd on a CPU scores are entity-major views; values, fused logits and ranks are unchanged."""
+    import imvia_core.evaluation.ranks as ranks_module
+    from imvia_core.evaluation import compute_ranks
+    from imvia_core.model.joint import fused_logit
+    from imvia_core.model.tucker import prefer_entity_major
+
+    model = _imvia()
+    model.eval()
+    scorer, table = model.scorers["S"], model.entity_embeddings.weight.detach()
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(9, table.shape[1], generator=gen)
+    with torch.no_grad():
+        assert prefer_entity_major(q.device)
+        rows = scorer.logits(q, table, entity_major=False)
+        cols = scorer.logits(q, table)
+    assert cols.stride(0) == 1 and rows.stride(1) == 1
+    torch.testing.assert_close(cols, rows)
+    assert not prefer_entity_major(q.device)  # with autograd (training) scores stay row-major
+
+    logits = [torch.randn(9, E, generator=gen, dtype=torch.float64) * 8 for _ in range(3)]
+    log_w = torch.log_softmax(torch.randn(9, 3, generator=gen, dtype=torch.float64), dim=1)
+    transposed = [s.t().contiguous().t() for s in logits]
+    for chunk in (1, 4, None):
+        a, b = fused_logit(logits, log_w, chunk_rows=chunk), fused_logit(transposed, log_w, chunk_rows=chunk)
+        assert b.stride(0) == 1
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)  # vectorised and scalar tails: 1 ulp
+
+    scores = torch.randint(0, 5, (9, E), generator=gen).float()  # many ties
+    targets = torch.randint(0, E, (9,), generator=gen)
+    f_rows, f_cols = torch.randint(0, 9, (30,), generator=gen), torch.randint(0, E, (30,), generator=gen)
+    expected = compute_ranks(scores, targets, filter_rows=f_rows, filter_cols=f_cols)
+    for block in (ranks_module._COUNT_BLOCK_ELEMENTS, 7, 1):  # one block, several, one row per block
+        monkeypatch.setattr(ranks_module, "_COUNT_BLOCK_ELEMENTS", block)
+        for layout in (scores, scores.t().contiguous().t()):
+            got = compute_ranks(layout, targets, filter_rows=f_rows, filter_cols=f_cols)
+            assert torch.equal(got.optimistic, expected.optimistic)
+            assert torch.equal(got.pessimistic, expected.pessimistic)
+    hand = torch.tensor([[0.5, 0.9, 0.7, 0.9, 0.9]] * 3)  # target 1 ties with entities 3 and 4
+    got = compute_ranks(hand.t().contiguous().t(), torch.tensor([1, 2, 0]))
+    assert got.optimistic.tolist() == [1.0, 4.0, 5.0] and got.pessimistic.tolist() == [3.0, 4.0, 5.0]
+
+
 # ------------------------------------------------------------------------------------------ FLOP model
 def test_analytic_flops_match_counted_matmul_flops():
     """The docstring's formula against torch's FLOP counter on one real step (within the counter's extras)."""

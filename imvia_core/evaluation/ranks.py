@@ -69,6 +69,46 @@ def _rank_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+#: elements per block of the CPU comparison counts (a 2 MB float32 block stays in cache)
+_COUNT_BLOCK_ELEMENTS = 1 << 19
+
+
+def _comparison_counts(scores: torch.Tensor, target_scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``|{e : s_e > s_t}|`` and ``|{e : s_e >= s_t}|`` of each row, as int64 ``(B,)``.
+
+    Off a CPU: two comparisons and two sums. On a CPU, summing a bool tensor first converts all of it to int64
+    (8 bytes per score, a fresh ``(B, E)`` temporary twice per batch); here each comparison writes 0/1 into a
+    reused float block (exact: counts stay below ``2**24``, else float64) that is summed while in cache, over
+    blocks of the memory's outer dimension, so an entity-major ``scores`` (``stride(0) == 1``) is read in its own
+    order.
+    """
+    if scores.device.type != "cpu":
+        return (scores > target_scores).sum(dim=1), (scores >= target_scores).sum(dim=1)
+    batch, num_entities = scores.shape
+    count_dtype = torch.float32 if num_entities < 2**24 else torch.float64
+    entity_major = batch > 1 and scores.stride(0) == 1 and scores.stride(1) != 1
+    view, pivot = (scores.t(), target_scores.t()) if entity_major else (scores, target_scores)  # blocks of rows
+    rows, cols = view.shape
+    step = max(1, _COUNT_BLOCK_ELEMENTS // max(1, cols))
+    block = torch.empty(min(step, rows), cols, dtype=count_dtype)
+    counts = []
+    for op in (torch.gt, torch.ge):
+        if entity_major:  # rows are entities: add up the column sums of every block
+            total = torch.zeros(cols, dtype=torch.float64)
+            for r0 in range(0, rows, step):
+                b = block[: min(rows, r0 + step) - r0]
+                op(view[r0 : r0 + b.shape[0]], pivot, out=b)
+                total += b.sum(dim=0)
+        else:  # rows are queries: one row sum per row
+            total = torch.empty(rows, dtype=count_dtype)
+            for r0 in range(0, rows, step):
+                b = block[: min(rows, r0 + step) - r0]
+                op(view[r0 : r0 + b.shape[0]], pivot[r0 : r0 + b.shape[0]], out=b)
+                torch.sum(b, dim=1, out=total[r0 : r0 + b.shape[0]])
+        counts.append(total.long())
+    return counts[0], counts[1]
+
+
 def compute_ranks(
     scores: torch.Tensor,
     targets: torch.Tensor,
@@ -132,8 +172,7 @@ def compute_ranks(
     checks.append(torch.isnan(scores.amax()) if scores.dtype.is_floating_point else bad_targets.new_zeros(()))
     safe_targets = targets.clamp(0, num_entities - 1)
     target_scores = scores.gather(1, safe_targets.unsqueeze(1))  # (B, 1)
-    greater = (scores > target_scores).sum(dim=1)  # (B,) int64
-    not_less = (scores >= target_scores).sum(dim=1)  # counts the target itself
+    greater, not_less = _comparison_counts(scores, target_scores)  # not_less counts the target itself
 
     if filter_rows is not None:
         filter_rows = filter_rows.to(device=device, dtype=torch.long)

@@ -444,7 +444,7 @@ class IMVIA(KGCModel):
             rows = torch.nonzero(groups.inverse == g).squeeze(1)
             cand = self._encode(None, rel_table[rel_id], need, views=all_views)
             for b in branches:
-                pieces[b].append(self.scorers[b].logits(queries[b][rows], cand.emb[b]))
+                pieces[b].append(self.scorers[b].logits(queries[b][rows], cand.emb[b], entity_major=False))
             rows_all.append(rows)
         rows = torch.cat(rows_all)
         out = {}

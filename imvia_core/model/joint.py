@@ -117,6 +117,11 @@ class RelationAwareDecisionFusion(nn.Module):
         return self.log_weights(relation_emb).exp()
 
 
+def _entity_major(t: torch.Tensor) -> bool:
+    """A ``(B, E)`` tensor whose memory is ``(E, B)`` row-major (the transpose of a contiguous tensor)."""
+    return t.dim() == 2 and t.shape[0] > 1 and t.stride(0) == 1 and t.stride(1) == t.shape[0]
+
+
 def fused_logit(
     logits: Sequence[torch.Tensor], log_weights: torch.Tensor, *, chunk_rows: int | None = None
 ) -> torch.Tensor:
@@ -124,30 +129,49 @@ def fused_logit(
 
     ``1 - p`` is computed as ``sum_m beta_m sigmoid(-S_m)``, so both ends are precise: near ``p = 1`` the score is
     resolved by ``1 - p`` (where ``p`` itself rounds to 1 in float32), near ``p = 0`` by ``p``. Monotone in ``p``,
-    so it ranks exactly as the fused probability. Rows are processed in cache-sized chunks (element-wise work over
-    ``(B, E)`` tensors is memory-bound); ``p`` and ``1 - p`` are clamped at ``1e-30``.
+    so it ranks exactly as the fused probability. ``p`` and ``1 - p`` are clamped at ``1e-30``.
+
+    The element-wise work over ``(B, E)`` tensors is memory-bound: it runs in cache-sized chunks of the memory's
+    outer dimension and writes into one output. When every ``S_m`` is entity-major (a transposed view, as
+    :meth:`~imvia_core.model.tucker.TuckerScorer.logits` returns without autograd on a CPU) the chunks are blocks of
+    entities and the result has the same layout.
 
     :param logits: ``M`` tensors of shape ``(B, E)``: the branch scores ``S_m``.
     :param log_weights: shape ``(B, M)``: ``log beta``.
-    :param chunk_rows: rows per chunk (default: :func:`~.losses.resolve_chunk_rows`: cache-sized on a CPU, the
-        whole batch on an accelerator).
+    :param chunk_rows: rows of ``(B, E)`` per chunk, or the same number of elements in entity blocks (default:
+        :func:`~.losses.resolve_chunk_rows`: cache-sized on a CPU, everything at once on an accelerator).
     :return: shape ``(B, E)``.
     """
     b = log_weights.shape[0]
     chunk_rows = resolve_chunk_rows(chunk_rows, log_weights.device, b)
-    pieces = []
     with float32_region(log_weights.device):
-        beta = upcast(log_weights).exp()
-        for r0 in range(0, b, chunk_rows):
-            r1 = min(b, r0 + chunk_rows)
+        values = [upcast(s) for s in logits]
+        dtype = values[0].dtype
+        beta = upcast(log_weights).exp().to(dtype)
+        transposed = all(_entity_major(v) for v in values)
+        if transposed:
+            # work on the (E, B) memory: weights broadcast along rows, chunks are blocks of entities
+            values = [v.t() for v in values]
+            beta = beta.t()
+            weight = [beta[m : m + 1] for m in range(len(values))]  # (1, B)
+            num_cols = max(1, values[0].shape[1])
+            chunk = max(1, chunk_rows * values[0].shape[0] // num_cols)
+        else:
+            weight = [beta[:, m : m + 1] for m in range(len(values))]  # (B, 1)
+            chunk = chunk_rows
+        rows = values[0].shape[0]
+        out = torch.empty(values[0].shape, dtype=dtype, device=log_weights.device)
+        for r0 in range(0, rows, chunk):
+            r1 = min(rows, r0 + chunk)
             p = q = None
-            for m, s in enumerate(logits):
-                s = upcast(s[r0:r1])
-                w = beta[r0:r1, m : m + 1].to(s.dtype)
+            for s, w in zip(values, weight):
+                s = s[r0:r1]
+                w = w if transposed else w[r0:r1]
                 if p is None:
-                    p, q = torch.sigmoid(s) * w, torch.sigmoid(-s) * w
+                    p, q = torch.sigmoid(s).mul_(w), torch.sigmoid(s.neg()).mul_(w)
                 else:
                     p.addcmul_(torch.sigmoid(s), w)
-                    q.addcmul_(torch.sigmoid(-s), w)
-            pieces.append(p.clamp_min_(1e-30).log_() - q.clamp_min_(1e-30).log_())
-    return torch.cat(pieces, dim=0) if len(pieces) > 1 else pieces[0]
+                    q.addcmul_(torch.sigmoid(s.neg()), w)
+            torch.log(p.clamp_min_(1e-30), out=out[r0:r1])
+            out[r0:r1].sub_(q.clamp_min_(1e-30).log_())
+    return out.t() if transposed else out

@@ -18,8 +18,9 @@ kept for the backward call:
 * ``dBCE_fused / dS_m = -beta_m sigmoid(S_m) sigmoid(-S_m) (y / p - (1 - y) / (1 - p)) / N``
 * ``dBCE_fused / dlog beta_m = -beta_m sum_e (y sigmoid(S_m) / p + (1 - y) sigmoid(-S_m) / (1 - p)) / N``
 
-Loss values use ``log(max(sigmoid(s), 1e-30))``, exact for scores above -69 (the gradients are exact everywhere
-the clamps are inactive).
+A branch's BCE is computed as ``log sigmoid(-S) + y S`` (the same sum, one logarithm instead of two), with
+``log(max(sigmoid(-S), 1e-30))``: exact for scores below 69 (the gradients are exact everywhere the clamps are
+inactive). The fused BCE uses ``log(max(p, 1e-30))`` and ``log(max(1 - p, 1e-30))``.
 
 :func:`one_to_n_bce_linear` goes one step further for logits of the form ``S_m = q_m T_m^T + b_m`` (every Tucker
 branch): it computes the logits of a block of rows, the loss and ``dL/dS`` on that block, and turns the block's
@@ -79,11 +80,13 @@ def _chunk_terms(
     ``grad_lw``.
     """
     sigs, signs = [], []
+    flat_ys = ys.reshape(-1)
     for m, s in enumerate(scores):
         sig = torch.sigmoid(s)
         sign = torch.sigmoid(s.neg())
-        bce = torch.lerp(sign.clamp_min(_TINY).log_(), sig.clamp_min(_TINY).log_(), ys)
-        terms[m] -= bce.sum(dtype=torch.float64)
+        # y log sigmoid(s) + (1 - y) log sigmoid(-s) = log sigmoid(-s) + y s: one log and a dot product
+        log_sign_sum = sign.clamp_min(_TINY).log().sum(dtype=terms.dtype if s.dtype == torch.float64 else None)
+        terms[m] -= log_sign_sum + torch.dot(flat_ys, s.reshape(-1))
         torch.sub(sig, ys, out=grads[m])
         if bw is not None:
             sigs.append(sig)
@@ -98,7 +101,7 @@ def _chunk_terms(
         q.addcmul_(signs[m], bw[:, m : m + 1])
     p.clamp_min_(_TINY)
     q.clamp_min_(_TINY)
-    terms[m_count] -= torch.lerp(q.log(), p.log(), ys).sum(dtype=torch.float64)
+    terms[m_count] -= torch.lerp(q.log(), p.log(), ys).sum()
     a = ys / p  # y / p
     c = torch.rsub(ys, 1.0).div_(q)  # (1 - y) / (1 - p)
     diff = a - c

@@ -36,7 +36,7 @@ from torch import nn
 
 from imvia_core.model._utils import check_probability
 
-__all__ = ["RelationGroups", "TuckerScorer", "contract_by_relation"]
+__all__ = ["RelationGroups", "TuckerScorer", "contract_by_relation", "prefer_entity_major"]
 
 
 @dataclass
@@ -130,6 +130,17 @@ def contract_by_relation(x: torch.Tensor, relation_matrices: torch.Tensor, group
     rows = torch.cat(rows_all)
     values = torch.cat(pieces)
     return values.new_zeros(b, d_out).index_copy(0, rows, values)
+
+
+def prefer_entity_major(device: torch.device) -> bool:
+    """Whether scores without autograd should be computed entity-major (see :meth:`TuckerScorer.logits`).
+
+    On the development CPU (MKL, 2 threads), ``(E, d) @ (d, B)`` ran at 170 GFLOP/s where ``(B, d) @ (d, E)`` ran at
+    90 to 110 (``E = 12842``, ``d = 256``, ``B = 512``). The evaluation's element-wise work and ranking read either
+    layout (:func:`~imvia_core.model.joint.fused_logit`, :func:`~imvia_core.evaluation.ranks.compute_ranks`).
+    Under autograd (the unfused training path) and on accelerators scores stay row-major.
+    """
+    return device.type == "cpu" and not torch.is_grad_enabled()
 
 
 class TuckerScorer(nn.Module):
@@ -233,6 +244,16 @@ class TuckerScorer(nn.Module):
         q = self.query(e_h, r, relation_ids=relation_ids, groups=groups, fast=fast)
         return self.logits(q, entity_table)
 
-    def logits(self, q: torch.Tensor, entity_table: torch.Tensor) -> torch.Tensor:
-        """``q @ entity_table.T + b``: ``(B, E)`` from queries ``(B, d_e)`` and candidates ``(E, d_e)``, one GEMM."""
-        return torch.addmm(self.bias.to(q.dtype), q, entity_table.t())
+    def logits(self, q: torch.Tensor, entity_table: torch.Tensor, *, entity_major: bool | None = None) -> torch.Tensor:
+        """``q @ entity_table.T + b``: ``(B, E)`` from queries ``(B, d_e)`` and candidates ``(E, d_e)``, one GEMM.
+
+        :param entity_major: compute ``entity_table @ q.T`` ``(E, B)`` and return its transpose: the same values as
+            a ``(B, E)`` view whose memory is entity-major (``stride(0) == 1``). Default
+            (:func:`prefer_entity_major`): on a CPU without autograd, where that GEMM is the faster one.
+        """
+        bias = self.bias.to(q.dtype)
+        if entity_major is None:
+            entity_major = prefer_entity_major(q.device)
+        if entity_major:
+            return torch.addmm(bias, entity_table, q.t()).t()
+        return torch.addmm(bias, q, entity_table.t())
