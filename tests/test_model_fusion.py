@@ -154,3 +154,23 @@ def test_experts_on_multiview_mean_and_trainable_features():
     out = module(torch.randn(6, 3), torch.randn(6, 2))
     out.embedding.sum().backward()
     assert module.feature_table.grad is not None and torch.isfinite(module.feature_table.grad).all()
+
+
+def test_view_cosines_closed_form_backward_equals_plain_autograd():
+    from imvia_core.model.fusion import view_cosines, view_cosines_reference
+
+    gen = torch.Generator().manual_seed(4)
+    views = torch.randn(6, 3, 5, generator=gen, dtype=torch.float64)
+    views[2, 1] = 0.0  # a padding view: cosine 0, finite gradient
+    gate = torch.sigmoid(torch.randn(6, 5, generator=gen, dtype=torch.float64))
+    views.requires_grad_()
+    gate.requires_grad_()
+    assert torch.autograd.gradcheck(view_cosines, (views, gate))
+    upstream = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    fast, plain = view_cosines(views, gate), view_cosines_reference(views, gate)
+    torch.testing.assert_close(fast, plain)
+    for a, b in zip(
+        torch.autograd.grad(fast, (views, gate), upstream), torch.autograd.grad(plain, (views, gate), upstream)
+    ):
+        torch.testing.assert_close(a, b)
+        assert torch.isfinite(a).all()
