@@ -125,7 +125,7 @@ def _entity_major(t: torch.Tensor) -> bool:
 def fused_logit(
     logits: Sequence[torch.Tensor], log_weights: torch.Tensor, *, chunk_rows: int | None = None
 ) -> torch.Tensor:
-    """``logit(p) = log p - log(1 - p)`` of ``p = sum_m beta_m sigmoid(S_m)`` (float32 or float64).
+    """``logit(p) = log(p / (1 - p))`` of ``p = sum_m beta_m sigmoid(S_m)`` (float32 or float64).
 
     ``1 - p`` is computed as ``sum_m beta_m sigmoid(-S_m)``, so both ends are precise: near ``p = 1`` the score is
     resolved by ``1 - p`` (where ``p`` itself rounds to 1 in float32), near ``p = 0`` by ``p``. Monotone in ``p``,
@@ -172,6 +172,5 @@ def fused_logit(
                 else:
                     p.addcmul_(torch.sigmoid(s), w)
                     q.addcmul_(torch.sigmoid(s.neg()), w)
-            torch.log(p.clamp_min_(1e-30), out=out[r0:r1])
-            out[r0:r1].sub_(q.clamp_min_(1e-30).log_())
+            torch.log(p.clamp_min_(1e-30).div_(q.clamp_min_(1e-30)), out=out[r0:r1])
     return out.t() if transposed else out
