@@ -192,8 +192,8 @@ def _type_problems(config: TrainConfig) -> list[str]:
 #: the synthetic graph's settings shared by the cpu and ci profiles (small, fast-learning, light dropout; alignment
 #: and MI weights a tenth of the paper's, as for the real graphs below: validation MRR 0.16 against 0.124). Decision
 #: fusion is the uniform average here: the relation-aware gate learns its weights on training queries, which the
-#: structure branch has memorised, and gave the visual and text branches mean weights of 0.02 each (S 0.49,
-#: J 0.47), so they barely reached the final score; uniform: validation MRR 0.260 against 0.229 with the gate.
+#: structure branch has memorised, and gave the visual and text branches mean weights of 0.02-0.03 each (S 0.49,
+#: J 0.46), so they barely reached the final score; uniform: validation MRR 0.256 against 0.227 with the gate.
 _SYNTHETIC_BUDGET: dict[str, Any] = dict(
     decision_fusion="uniform",
     dim=32,
