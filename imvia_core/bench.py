@@ -124,7 +124,7 @@ class BenchShape:
         (a random graph of ``num_entities`` / ``num_relations`` / ``num_train`` / ``num_test`` made in memory).
     :param dim: model dim ``d``.
     :param batch_size: training batch ``B``.
-    :param eval_batch_size: queries per evaluation batch on a CPU (at least 4096 on a GPU).
+    :param eval_batch_size: queries per evaluation batch on a CPU (at least 4096 on a GPU); the trainer's default.
     :param num_experts: ``K``.
     :param visual_dim: width of the random visual vector per entity (MoMoK DB15K: 4096).
     :param text_dim: width of the random text vector per entity (MoMoK DB15K: 768).
@@ -135,7 +135,7 @@ class BenchShape:
     dataset: str = "DB15K"
     dim: int = 256
     batch_size: int = 1024
-    eval_batch_size: int = 512
+    eval_batch_size: int = 2048
     num_experts: int = 3
     visual_dim: int = 4096
     text_dim: int = 768

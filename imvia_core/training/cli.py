@@ -51,7 +51,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--eval-every", type=int, help="validate every N epochs")
     p.add_argument(
-        "--eval-batch-size", type=int, help="queries scored at once in evaluation (default 512; 4096 or more on a GPU)"
+        "--eval-batch-size", type=int, help="queries scored at once in evaluation (default 2048; 4096 or more on a GPU)"
     )
     p.add_argument("--patience", type=int, help="stop after N validations without a better MRR (0: never)")
     p.add_argument("--num-views", type=int, help="expert views per single-vector feature (Eq. 1-3)")

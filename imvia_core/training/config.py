@@ -62,7 +62,9 @@ class TrainConfig:
     mi_between: str = "modalities"
     eval_every: int = 5
     patience: int = 10
-    eval_batch_size: int = 512
+    #: queries scored at once in evaluation; on the development CPU a DB15K test evaluation took 7.4 s with 512,
+    #: 6.7 s with 1024 and 6.2 s with 2048 (memory: a few (batch, E) float matrices); 4096 or more on a GPU
+    eval_batch_size: int = 2048
     max_grad_norm: float = 0.0
     device: str = "cpu"
     amp: bool = True
