@@ -23,6 +23,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from imvia_core.errors import ConfigError, InputError
+from imvia_core.model.tucker import is_entity_major
 
 __all__ = ["RankBatch", "compute_ranks", "RANK_TYPES", "TIE_BREAKS"]
 
@@ -77,36 +78,35 @@ def _comparison_counts(scores: torch.Tensor, target_scores: torch.Tensor) -> tup
     """``|{e : s_e > s_t}|`` and ``|{e : s_e >= s_t}|`` of each row, as int64 ``(B,)``.
 
     Off a CPU: two comparisons and two sums. On a CPU, summing a bool tensor first converts all of it to int64
-    (8 bytes per score, a fresh ``(B, E)`` temporary twice per batch); here each comparison writes 0/1 into a
-    reused float block (exact: counts stay below ``2**24``, else float64) that is summed while in cache, over
-    blocks of the memory's outer dimension, so an entity-major ``scores`` (``stride(0) == 1``) is read in its own
-    order.
+    (8 bytes per score, a fresh ``(B, E)`` temporary twice per batch); here the scores are read block by block
+    over the memory's outer dimension (so entity-major scores, :func:`~imvia_core.model.tucker.is_entity_major`,
+    are read in their own order), and both comparisons write 0/1 into one reused float block that is summed while
+    in cache (exact: counts stay below ``2**24``, else float64).
     """
     if scores.device.type != "cpu":
         return (scores > target_scores).sum(dim=1), (scores >= target_scores).sum(dim=1)
-    batch, num_entities = scores.shape
+    num_entities = scores.shape[1]
     count_dtype = torch.float32 if num_entities < 2**24 else torch.float64
-    entity_major = batch > 1 and scores.stride(0) == 1 and scores.stride(1) != 1
+    entity_major = is_entity_major(scores)
     view, pivot = (scores.t(), target_scores.t()) if entity_major else (scores, target_scores)  # blocks of rows
     rows, cols = view.shape
     step = max(1, _COUNT_BLOCK_ELEMENTS // max(1, cols))
     block = torch.empty(min(step, rows), cols, dtype=count_dtype)
-    counts = []
-    for op in (torch.gt, torch.ge):
-        if entity_major:  # rows are entities: add up the column sums of every block
-            total = torch.zeros(cols, dtype=torch.float64)
-            for r0 in range(0, rows, step):
-                b = block[: min(rows, r0 + step) - r0]
-                op(view[r0 : r0 + b.shape[0]], pivot, out=b)
+    if entity_major:  # rows are entities: the column sums of every block add up
+        greater, not_less = torch.zeros(cols, dtype=torch.float64), torch.zeros(cols, dtype=torch.float64)
+    else:  # rows are queries: one row sum per row
+        greater, not_less = torch.empty(rows, dtype=count_dtype), torch.empty(rows, dtype=count_dtype)
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        b = block[: r1 - r0]
+        part, piv = view[r0:r1], (pivot if entity_major else pivot[r0:r1])
+        for op, total in ((torch.gt, greater), (torch.ge, not_less)):
+            op(part, piv, out=b)
+            if entity_major:
                 total += b.sum(dim=0)
-        else:  # rows are queries: one row sum per row
-            total = torch.empty(rows, dtype=count_dtype)
-            for r0 in range(0, rows, step):
-                b = block[: min(rows, r0 + step) - r0]
-                op(view[r0 : r0 + b.shape[0]], pivot[r0 : r0 + b.shape[0]], out=b)
-                torch.sum(b, dim=1, out=total[r0 : r0 + b.shape[0]])
-        counts.append(total.long())
-    return counts[0], counts[1]
+            else:
+                torch.sum(b, dim=1, out=total[r0:r1])
+    return greater.long(), not_less.long()
 
 
 def compute_ranks(

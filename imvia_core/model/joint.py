@@ -27,6 +27,7 @@ from torch import nn
 from imvia_core.errors import ConfigError
 from imvia_core.model._utils import float32_region, masked_softmax, upcast
 from imvia_core.model.losses import resolve_chunk_rows
+from imvia_core.model.tucker import is_entity_major
 
 __all__ = ["JointEmbedding", "JointOutput", "RelationAwareDecisionFusion", "fused_logit"]
 
@@ -117,11 +118,6 @@ class RelationAwareDecisionFusion(nn.Module):
         return self.log_weights(relation_emb).exp()
 
 
-def _entity_major(t: torch.Tensor) -> bool:
-    """A ``(B, E)`` tensor whose memory is ``(E, B)`` row-major (the transpose of a contiguous tensor)."""
-    return t.dim() == 2 and t.shape[0] > 1 and t.stride(0) == 1 and t.stride(1) == t.shape[0]
-
-
 def fused_logit(
     logits: Sequence[torch.Tensor], log_weights: torch.Tensor, *, chunk_rows: int | None = None
 ) -> torch.Tensor:
@@ -148,7 +144,7 @@ def fused_logit(
         values = [upcast(s) for s in logits]
         dtype = values[0].dtype
         beta = upcast(log_weights).exp().to(dtype)
-        transposed = all(_entity_major(v) for v in values)
+        transposed = all(is_entity_major(v) for v in values)
         if transposed:
             # work on the (E, B) memory: weights broadcast along rows, chunks are blocks of entities
             values = [v.t() for v in values]

@@ -36,7 +36,7 @@ from torch import nn
 
 from imvia_core.model._utils import check_probability
 
-__all__ = ["RelationGroups", "TuckerScorer", "contract_by_relation", "prefer_entity_major"]
+__all__ = ["RelationGroups", "TuckerScorer", "contract_by_relation", "is_entity_major", "prefer_entity_major"]
 
 
 @dataclass
@@ -141,6 +141,12 @@ def prefer_entity_major(device: torch.device) -> bool:
     Under autograd (the unfused training path) and on accelerators scores stay row-major.
     """
     return device.type == "cpu" and not torch.is_grad_enabled()
+
+
+def is_entity_major(scores: torch.Tensor) -> bool:
+    """Whether ``(B, E)`` scores are entity-major: the transpose of a contiguous ``(E, B)`` tensor, as
+    :meth:`TuckerScorer.logits` returns them when :func:`prefer_entity_major` holds."""
+    return scores.dim() == 2 and scores.shape[0] > 1 and scores.stride(0) == 1 and scores.stride(1) == scores.shape[0]
 
 
 class TuckerScorer(nn.Module):
