@@ -17,8 +17,9 @@ process and on one device it measures:
 3. **Filtered evaluation** of the DB15K test set in both directions (2 x 9902 queries) with the trained-shape model
    through :func:`imvia_core.evaluation.evaluate` (which batches the queries by relation), after an untimed
    one-batch warm-up; queries per second, and the ratio of its time to the time of the bare scoring matmuls it
-   contains (``(b, d) x (d, E)`` per batch and branch, timed in the same run). Also timed: the same evaluation with
-   the test triples ordered by relation first (the same batches, in another order within each relation).
+   contains (one ``b x E`` GEMM per batch and branch in the evaluation's layout, entity-major on a CPU; timed in the
+   same run, with the row-major GEMMs beside them on a CPU). Also timed: the same evaluation with the test triples
+   ordered by relation first (the same batches, in another order within each relation).
 4. **Memory**: peak resident set size per phase (``VmHWM``, reset between phases through
    ``/proc/self/clear_refs`` where Linux allows it; otherwise ``getrusage``'s lifetime peak); the training working
    set, i.e. the bytes allocated at the peak of a step above those alive between steps (C heap through glibc's
