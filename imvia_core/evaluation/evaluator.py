@@ -12,6 +12,7 @@ back to the CPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -62,6 +63,19 @@ class ModelScorer:
 def model_scorer(model: KGCModel, branch: str = "final") -> ModelScorer:
     """Wrap ``model`` as a scorer of branch ``branch`` (eval mode, no gradients)."""
     return ModelScorer(model, branch)
+
+
+def _full_precision(device: torch.device):
+    """A context that turns autocast off on ``device`` (and on the CPU) while a batch is scored.
+
+    Training may run under bf16 autocast; scores rounded to bf16 (8 significant bits) tie many candidates, and the
+    realistic rank then averages over those ties. Scoring with autocast off keeps every GEMM in float32.
+    """
+    stack = contextlib.ExitStack()
+    for kind in dict.fromkeys((device.type, "cpu")):
+        if kind in ("cpu", "cuda", "xpu", "mps"):
+            stack.enter_context(torch.autocast(device_type=kind, enabled=False))
+    return stack
 
 
 def _resolve_rank_types(rank_types: Iterable[str], seed: int | None) -> tuple[str, ...]:
@@ -190,7 +204,10 @@ def evaluate(
                 rows = cols = None
                 if filter_index is not None:  # before scoring: its host synchronisation then costs nothing
                     rows, cols = filter_index.known_tails(batch_heads, batch_relations)
-                scores = score_fn(batch_heads, batch_relations)
+                with _full_precision(device):  # ranks come from float32 scores whatever the caller's autocast
+                    scores = score_fn(batch_heads, batch_relations)
+                if scores.is_floating_point() and scores.dtype not in (torch.float32, torch.float64):
+                    scores = scores.float()
                 if scores.dim() != 2 or scores.shape != (stop - start, num_entities):
                     raise InputError(
                         f"scorer output: found shape {tuple(scores.shape)}; expected ({stop - start}, {num_entities})"

@@ -211,8 +211,8 @@ def evaluate_model(ctx: RunContext, split: str, *, branch: str = "final", progre
 
     @torch.no_grad()
     def scorer(heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-        with _autocast(cfg, ctx.device):
-            return model.score_all(heads, relations, branch=branch).float()
+        # no autocast here: the evaluator scores in float32 so that ranks do not depend on the training precision
+        return model.score_all(heads, relations, branch=branch)
 
     result = evaluate(
         scorer,
