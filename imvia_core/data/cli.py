@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from imvia_core import paths
@@ -48,11 +49,15 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     rows = []
+    warnings: list[str] = []
     for name in args.datasets:
         graph = load_graph(name, data_dir=_data_dir(args), mirror=args.mirror, fetch=not args.no_fetch)
         stats = graph.statistics()
         rows.append([graph.name, *(str(stats[c]) for c in _STAT_COLUMNS)])
+        warnings += [f"warning: {graph.split_source(split)}: no triples" for split in graph.empty_splits()]
     print(format_table(["dataset", *_STAT_COLUMNS], rows))
+    for line in warnings:
+        print(line, file=sys.stderr)
     return 0
 
 

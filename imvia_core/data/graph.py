@@ -73,6 +73,15 @@ class KnowledgeGraph:
             raise ValueError(f"unknown split {name!r}; expected 'train', 'valid' or 'test'")
         return getattr(self, name)
 
+    def split_source(self, name: str) -> str:
+        """Where split ``name`` was read from (its file), or a description for a generated graph."""
+        files = self.extra.get("split_files", {})
+        return files.get(name) or f"{self.name}: the {name} split"
+
+    def empty_splits(self) -> list[str]:
+        """Names of the splits without any triple."""
+        return [s for s in ("train", "valid", "test") if self.split(s).shape[0] == 0]
+
     def with_reciprocals(self, split: str) -> torch.Tensor:
         """Triples of ``split`` followed by their inverses, shape ``(2n, 3)``."""
         return add_reciprocals(self.split(split), self.num_relations)

@@ -100,6 +100,7 @@ def _build_graph(
         "source_dir": str(root),
         "name_source": {"entities": entity_source, "relations": relation_source},
         "dropped_triples": dropped,
+        "split_files": {f.removesuffix(".txt"): str(root / f) for f in SPLIT_FILES},
     }
     if descriptions is not None:
         extra["entity_descriptions"] = descriptions

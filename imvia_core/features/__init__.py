@@ -11,7 +11,9 @@
   resumable extraction from image folders/manifests and text tables (``imvia features extract``).
 * :mod:`~imvia_core.features.name_texts`: text views from the benchmark datasets' entity names and descriptions.
 
-Importing this package does not import open_clip; the modules that need it import it when used.
+Importing this package registers the TinyCLIP configurations with open_clip (:mod:`~imvia_core.features.tinyclip`):
+at once when open_clip is already imported, otherwise as soon as it is, so ``open_clip.create_model("TinyCLIP-...")``
+works after ``import imvia_core.features`` without this package paying for importing open_clip itself.
 """
 
 from imvia_core.features.io import (
@@ -21,7 +23,10 @@ from imvia_core.features.io import (
     single_to_views,
     views_to_single,
 )
+from imvia_core.features.tinyclip import register_on_open_clip_import
 from imvia_core.features.types import ModalityFeatures
+
+register_on_open_clip_import()
 
 __all__ = [
     "ModalityFeatures",

@@ -174,6 +174,31 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
+def _not_torch_file(path: Path) -> str | None:
+    """What the start of ``path`` looks like when it is not a ``torch.save`` file (zip or pickle), else ``None``."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(64)
+    except OSError:
+        return None  # torch.load reports it
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # zip archive (torch >= 1.6) or pickle protocol 2+
+        return None
+    if not head:
+        return "an empty file"
+    if head.startswith(b"\x93NUMPY"):
+        return "a numpy .npy file (convert it with numpy.load and torch.save)"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or not all(c.isprintable() or c in "\t\r\n" for c in text):
+        return f"binary data starting with bytes {head[:8].hex(' ')}"
+    first = text.splitlines()[0] if text.strip() else text
+    return f"text starting with {first[:40]!r}"
+
+
 def _read_single(path: Path, allow_pickle: bool) -> object:
     hint = "; if the file is from a trusted source, load it with allow_pickle=True"
     if path.suffix in (".pkl", ".pickle"):
@@ -190,6 +215,11 @@ def _read_single(path: Path, allow_pickle: bool) -> object:
             raise InputError(f"cannot read {path}: {err}") from err
         except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways (IndexError, MemoryError, ...)
             raise InputError(f"cannot read {path}: damaged or not a pickle ({type(err).__name__}: {err})") from err
+    found = _not_torch_file(path)
+    if found is not None:
+        raise DataFormatError(
+            path, None, found, "a torch.save file (a zip archive or a pickle) holding a (E, d) tensor or a dict of them"
+        )
     try:
         if allow_pickle:
             return torch.load(path, map_location="cpu", weights_only=False)

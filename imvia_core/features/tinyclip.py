@@ -25,12 +25,21 @@ tower and of the text tower without its token-embedding table (49408 x width): 8
 from __future__ import annotations
 
 import copy
+import importlib.abc
+import importlib.machinery
 import json
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TINYCLIP_CONFIGS", "DEFAULT_MODEL", "register_tinyclip_configs", "is_registered"]
+__all__ = [
+    "TINYCLIP_CONFIGS",
+    "DEFAULT_MODEL",
+    "register_tinyclip_configs",
+    "register_on_open_clip_import",
+    "is_registered",
+]
 
 #: the model the paper's feature extraction uses by default in this project (the smallest TinyCLIP).
 DEFAULT_MODEL = "TinyCLIP-ViT-8M-16-Text-3M"
@@ -92,3 +101,49 @@ def register_tinyclip_configs() -> list[str]:
             (folder / f"{name}.json").write_text(json.dumps(TINYCLIP_CONFIGS[name]), encoding="utf-8")
         open_clip.add_model_config(folder)
     return missing
+
+
+class _RegisterAfterImport(importlib.abc.MetaPathFinder):
+    """Finds nothing itself: wraps the loader of ``open_clip`` so that the configurations are added once it ran."""
+
+    def find_spec(self, fullname, path, target=None):  # noqa: ANN001 - the import system's signature
+        if fullname != "open_clip":
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                spec.loader = _RegisteringLoader(spec.loader)
+                return spec
+        return None
+
+
+class _RegisteringLoader(importlib.abc.Loader):
+    def __init__(self, inner: importlib.abc.Loader) -> None:
+        self.inner = inner
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec):  # noqa: ANN201
+        return self.inner.create_module(spec)
+
+    def exec_module(self, module) -> None:  # noqa: ANN001
+        self.inner.exec_module(module)
+        _remove_hook()
+        register_tinyclip_configs()
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - resource readers and the like of the wrapped loader
+        return getattr(self.inner, name)
+
+
+def _remove_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterAfterImport)]
+
+
+def register_on_open_clip_import() -> None:
+    """Register the TinyCLIP configurations now if open_clip is imported, else right after it is (cheap: this does
+    not import open_clip)."""
+    module = sys.modules.get("open_clip")
+    if module is not None and hasattr(module, "list_models"):
+        register_tinyclip_configs()
+    elif not any(isinstance(f, _RegisterAfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _RegisterAfterImport())

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from imvia_core.errors import ConfigError
 
-__all__ = ["TrainConfig", "PROFILES", "BATCH_ORDERS", "profile_config"]
+__all__ = ["TrainConfig", "PROFILES", "BATCH_ORDERS", "profile_config", "differences"]
 
 MODELS = ("imvia", "tucker", "transe", "distmult", "complex", "rotate")
 
@@ -72,55 +73,72 @@ class TrainConfig:
     #: extra options passed to the model factory unchanged
     model_options: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> TrainConfig:
+    def validate(self, *, sources: Mapping[str, str] | None = None) -> TrainConfig:
+        """Check every field; raise one :class:`ConfigError` listing all problems.
+
+        :param sources: where each key's value came from (a file name, ``"--flag"``); a problem with such a key
+            names it, e.g. ``run.yaml: epochs must be a positive integer, got -3``.
+        """
+        problems = self.problems()
+        if problems:
+            raise ConfigError("invalid training configuration: " + _describe(problems, sources or {}))
+        return self
+
+    def problems(self) -> list[tuple[str, str]]:
+        """``(key, message)`` for every invalid field; wrong types first (the value checks compare numbers)."""
         problems = _type_problems(self)
-        if problems:  # the value checks below compare numbers: report wrong types first
-            raise ConfigError("invalid training configuration: " + "; ".join(problems))
+        if problems:
+            return problems
+
+        def add(key: str, message: str) -> None:
+            problems.append((key, message))
+
         if self.model not in MODELS:
-            problems.append(f"model {self.model!r} is not one of {', '.join(MODELS)}")
+            add("model", f"model {self.model!r} is not one of {', '.join(MODELS)}")
         for name in ("dim", "batch_size", "epochs", "eval_every", "eval_batch_size", "num_views"):
             if getattr(self, name) <= 0:
-                problems.append(f"{name} must be a positive integer, got {getattr(self, name)}")
+                add(name, f"{name} must be a positive integer, got {getattr(self, name)}")
         if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
+            add("lr", f"lr must be positive, got {self.lr}")
         if not 0 < self.lr_decay <= 1:
-            problems.append(f"lr_decay must be in (0, 1], got {self.lr_decay}")
+            add("lr_decay", f"lr_decay must be in (0, 1], got {self.lr_decay}")
         for name in ("mu", "lambda_align", "weight_decay", "max_grad_norm"):
             if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+                add(name, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("label_smoothing", "input_dropout", "hidden_dropout1", "hidden_dropout2"):
             if not 0 <= getattr(self, name) < 1:
-                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                add(name, f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.patience < 0:
-            problems.append(f"patience must be >= 0, got {self.patience}")
+            add("patience", f"patience must be >= 0, got {self.patience}")
         if self.decision_fusion not in ("gated", "uniform"):
-            problems.append(f"decision_fusion must be 'gated' or 'uniform', got {self.decision_fusion!r}")
+            add("decision_fusion", f"decision_fusion must be 'gated' or 'uniform', got {self.decision_fusion!r}")
         if self.batch_order not in BATCH_ORDERS:
-            problems.append(f"batch_order must be one of {', '.join(BATCH_ORDERS)}, got {self.batch_order!r}")
+            add("batch_order", f"batch_order must be one of {', '.join(BATCH_ORDERS)}, got {self.batch_order!r}")
         if self.mi_between not in ("modalities", "views"):
-            problems.append(f"mi_between must be 'modalities' or 'views', got {self.mi_between!r}")
+            add("mi_between", f"mi_between must be 'modalities' or 'views', got {self.mi_between!r}")
         try:
             import torch
 
             torch.device(self.device)
         except (RuntimeError, ValueError) as err:
-            problems.append(f"device {self.device!r} is not a device name such as cpu, cuda, cuda:0 or mps ({err})")
+            add("device", f"device {self.device!r} is not a device name such as cpu, cuda, cuda:0 or mps ({err})")
         if self.model == "imvia" and not (self.use_structure or self.use_visual or self.use_text):
-            problems.append("at least one of use_structure, use_visual, use_text must stay on")
-        if problems:
-            raise ConfigError("invalid training configuration: " + "; ".join(problems))
-        return self
+            add("use_structure", "at least one of use_structure, use_visual, use_text must stay on")
+        return problems
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "configuration") -> TrainConfig:
+    def from_dict(
+        cls, values: dict[str, Any], *, source: str = "configuration", sources: Mapping[str, str] | None = None
+    ) -> TrainConfig:
+        """Build and validate; ``sources`` names where individual keys came from (see :meth:`validate`)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-        return cls(**values).validate()
+        return cls(**values).validate(sources=sources)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:
@@ -168,7 +186,18 @@ class TrainConfig:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 
-def _type_problems(config: TrainConfig) -> list[str]:
+def _describe(problems: list[tuple[str, str]], sources: Mapping[str, str]) -> str:
+    return "; ".join(f"{sources[key]}: {text}" if key in sources else text for key, text in problems)
+
+
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """``key: old -> new`` for every key whose value differs between two configuration dicts."""
+    keys = sorted((set(old) | set(new)) - set(ignore))
+    missing = "(not set)"
+    return [f"{k}: {old.get(k, missing)!r} -> {new.get(k, missing)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _type_problems(config: TrainConfig) -> list[tuple[str, str]]:
     """One message per field whose value has the wrong type (a string ``"64"`` for ``dim``, ``"no"`` for a switch)."""
     problems = []
     for f in fields(config):
@@ -187,7 +216,7 @@ def _type_problems(config: TrainConfig) -> list[str]:
         else:
             continue
         if not ok:
-            problems.append(f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+            problems.append((f.name, f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})"))
     return problems
 
 
@@ -249,10 +278,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def profile_config(profile: str, dataset: str, **overrides: Any) -> TrainConfig:
+def profile_config(
+    profile: str, dataset: str, *, sources: Mapping[str, str] | None = None, **overrides: Any
+) -> TrainConfig:
     """The configuration of ``profile`` for ``dataset`` with ``overrides`` applied (then validated).
 
     A profile entry may hold ``models``: further settings for one model only (applied before ``overrides``).
+    :param sources: where override keys came from (a file name, a flag), named by validation errors.
     """
     if profile not in PROFILES:
         raise ConfigError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
@@ -269,4 +301,4 @@ def profile_config(profile: str, dataset: str, **overrides: Any) -> TrainConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     values.update(per_model.get(given.get("model", values.get("model", TrainConfig.model)), {}))
     values.update(given)
-    return TrainConfig.from_dict(values, source=f"profile {profile!r}")
+    return TrainConfig.from_dict(values, source=f"profile {profile!r}", sources=sources)

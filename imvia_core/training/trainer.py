@@ -41,7 +41,7 @@ from imvia_core.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from imvia_core.training.config import TrainConfig
+from imvia_core.training.config import TrainConfig, differences
 
 __all__ = [
     "train",
@@ -251,23 +251,64 @@ def _truncate_jsonl(path: Path, *, after_epoch: int) -> None:
     atomic_write_text(path, "".join(ln + "\n" for ln in kept))
 
 
-def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+#: splits a run may be told to skip (the training split never)
+SKIPPABLE_SPLITS = ("valid", "test")
+
+
+def check_splits(graph, skip_splits: tuple[str, ...] = ()) -> None:
+    """Refuse, in one line naming the file, a graph whose train split (or a valid/test split not skipped) is empty."""
+    for split in ("train", "valid", "test"):
+        if split in skip_splits or graph.split(split).shape[0] > 0:
+            continue
+        where = graph.split_source(split)
+        if split == "train":
+            raise InputError(f"{where}: no triples; training needs at least one training triple")
+        use = "early stopping and checkpoint selection" if split == "valid" else "the final test metrics"
+        raise InputError(
+            f"{where}: no triples; the {split} split is needed for {use}. Add triples, or skip the split "
+            f"(imvia train --skip-split {split}"
+            + ("; the last epoch is then the result)" if split == "valid" else "; no test metrics are reported)")
+        )
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    skip_splits: tuple[str, ...] | list[str] = (),
+) -> dict[str, Any]:
     """Train ``config`` in ``run_dir`` and return the content of ``results.json``.
 
+    Data, features and model are prepared before anything is written, so a run that fails while starting (an
+    empty split, a feature file that does not fit) leaves no run directory behind.
+
     :param resume: continue from the newest good checkpoint in ``run_dir`` (its saved configuration must match).
+    :param skip_splits: ``"valid"``: train without validation (no early stopping; the last epoch is the result);
+        ``"test"``: report no test metrics. Without them an empty valid or test split is an error.
     """
     from imvia_core.evaluation import FilterIndex
 
+    skip_splits = tuple(dict.fromkeys(skip_splits))
+    unknown = [s for s in skip_splits if s not in SKIPPABLE_SPLITS]
+    if unknown:
+        raise ConfigError(f"skip_splits: found {unknown}; only {', '.join(SKIPPABLE_SPLITS)} can be skipped")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     config_path = run_dir / "config.json"
     if resume and config_path.is_file():
         saved = TrainConfig.from_file(config_path)
-        if {**saved.to_dict(), "device": None} != {**config.to_dict(), "device": None}:
-            raise ImviaError(f"{config_path}: the run was started with another configuration; resume with the same one")
-    config.save(config_path)
+        changed = differences(saved.to_dict(), config.to_dict(), ignore=("device",))
+        if changed:
+            raise ImviaError(
+                f"{config_path}: the run was started with another configuration ({'; '.join(changed)}); resume "
+                "with the same one, or start a new run directory"
+            )
 
     ctx = prepare_run(config)
+    check_splits(ctx.graph, skip_splits)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(config_path)
     cfg, graph, model, device = ctx.config, ctx.graph, ctx.model, ctx.device
     optimizer = make_adam(model.main_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     aux_params = model.auxiliary_parameters()
@@ -391,9 +432,20 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         epochs.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k in ("kgc", "align", "mi", "loss")})
 
         last_epoch = epoch + 1 == cfg.epochs
+        if "valid" in skip_splits:  # no model selection: the newest epoch is the result
+            state.update(best_epoch=epoch + 1)
+            if last_epoch or (epoch + 1) % cfg.eval_every == 0:
+                save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best.pt")
+                checkpoint()
+            continue
         if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
             valid = evaluate_model(ctx, "valid", progress=False)
             mrr = valid.metric("mrr")
+            if not math.isfinite(mrr):
+                raise TrainingDiverged(
+                    f"validation MRR became {mrr} at epoch {epoch + 1}: the model's scores are not finite numbers; "
+                    f"the last good checkpoint in {run_dir} is kept. Lower the learning rate or check the features."
+                )
             improved = mrr > state["best_mrr"]
             if improved:
                 state.update(best_mrr=mrr, best_epoch=epoch + 1, bad_evals=0)
@@ -423,44 +475,105 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, pro
         if state["epoch"] % cfg.eval_every != 0 and state["epoch"] < cfg.epochs:
             checkpoint()
 
-    return finish(ctx, run_dir, state, progress=progress)
+    return finish(ctx, run_dir, state, progress=progress, skip_splits=skip_splits)
 
 
-def finish(ctx: RunContext, run_dir: Path, state: dict[str, Any], *, progress: bool = True) -> dict[str, Any]:
+def finish(
+    ctx: RunContext,
+    run_dir: Path,
+    state: dict[str, Any],
+    *,
+    progress: bool = True,
+    skip_splits: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Evaluate the best checkpoint on valid and test (final score and every branch) and write ``results.json``."""
-    best = load_checkpoint(run_dir / "best.pt", map_location=ctx.device)
+    best_path = run_dir / "best.pt"
+    if not best_path.is_file() and state["epoch"] == 0:
+        raise ImviaError(f"{run_dir}: no epoch was trained (epochs={ctx.config.epochs}); nothing to evaluate")
+    best = load_checkpoint(best_path, map_location=ctx.device)
     ctx.model.load_state_dict(best["model"])
     cfg, graph = ctx.config, ctx.graph
-    valid = evaluate_model(ctx, "valid", progress=progress)
-    test = evaluate_model(ctx, "test", progress=progress)
+    valid = None if "valid" in skip_splits else evaluate_model(ctx, "valid", progress=progress)
+    test = None if "test" in skip_splits else evaluate_model(ctx, "test", progress=progress)
     branches = {}
-    for branch in getattr(ctx.model, "branches", ("final",)):
-        if branch != "final":
-            branches[branch] = evaluate_model(ctx, "test", branch=branch, progress=False).to_dict()
+    if test is not None:
+        for branch in getattr(ctx.model, "branches", ("final",)):
+            if branch != "final":
+                branches[branch] = evaluate_model(ctx, "test", branch=branch, progress=False).to_dict()
     modalities = {m: (f is not None) for m, f in ctx.features.items()}
+    selection = "best validation MRR (realistic rank); all test metrics from that checkpoint"
+    if valid is None:
+        selection = "last epoch (validation skipped); all test metrics from that checkpoint"
     results = {
         "dataset": cfg.dataset,
         "model": cfg.model,
         "config": cfg.to_dict(),
         "dataset_statistics": graph.statistics(),
         "modalities": {"structure": cfg.model != "imvia" or cfg.use_structure, **modalities},
-        "feature_sources": {m: (f.metadata if f is not None else None) for m, f in ctx.features.items()},
+        "feature_sources": {m: portable_metadata(getattr(f, "metadata", None)) for m, f in ctx.features.items()},
         "best_epoch": state["best_epoch"],
         "epochs_trained": state["epoch"],
         "stopped_early": bool(state.get("stopped_early", False)),
         "train_seconds": state["train_seconds"],
-        "selection": "best validation MRR (realistic rank); all test metrics from that checkpoint",
-        "valid": valid.to_dict(),
-        "test": test.to_dict(),
+        "selection": selection,
+        "skipped_splits": list(skip_splits),
+        "valid": valid.to_dict() if valid is not None else None,
+        "test": test.to_dict() if test is not None else None,
         "test_branches": branches,
         "hardware": describe_hardware(ctx.device),
         "git_commit": _git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    bad = non_finite_paths(results)
+    if bad:
+        raise ImviaError(
+            f"{run_dir}: the results hold values that are not finite numbers ({', '.join(bad[:5])}); no "
+            "results.json is written. The model's scores are not finite: lower the learning rate or check the features."
+        )
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2, default=str) + "\n", checksum=True)
     if progress:
-        tqdm.write(
-            f"test MRR {test.metric('mrr'):.4f} "
-            f"(best valid MRR {valid.metric('mrr'):.4f} at epoch {state['best_epoch']})"
-        )
+        parts = []
+        if test is not None:
+            parts.append(f"test MRR {test.metric('mrr'):.4f}")
+        if valid is not None:
+            parts.append(f"best valid MRR {valid.metric('mrr'):.4f} at epoch {state['best_epoch']}")
+        tqdm.write(", ".join(parts) or f"trained {state['epoch']} epochs (valid and test skipped)")
     return results
+
+
+def non_finite_paths(value: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of every float in a JSON-ready structure that is NaN or infinite."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [prefix or "(value)"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite_paths(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(value, (list, tuple)):
+        return [p for i, v in enumerate(value) for p in non_finite_paths(v, f"{prefix}[{i}]")]
+    return []
+
+
+def portable_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Feature metadata with an absolute file path made portable (:func:`portable_path`), so that a committed
+    ``results.json`` reads the same on every machine."""
+    if metadata is None:
+        return None
+    out = dict(metadata)
+    for key in ("source", "path", "file"):
+        value = out.get(key)
+        if isinstance(value, str) and os.path.isabs(value):
+            out[key] = portable_path(Path(value))
+    return out
+
+
+def portable_path(path: Path) -> str:
+    """``data/<...>`` for a file in the data folder, a project-relative path for one in the checkout, else the
+    file name alone."""
+    from imvia_core.paths import data_dir, project_root
+
+    resolved = path.resolve()
+    for root, prefix in ((data_dir(), Path("data")), (project_root(), Path())):
+        try:
+            return (prefix / resolved.relative_to(root.resolve())).as_posix()
+        except ValueError:
+            continue
+    return path.name
