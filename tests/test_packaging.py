@@ -41,3 +41,10 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci
     assert "make test" in readme and "make demo" in readme
+
+
+def test_license_is_an_spdx_expression() -> None:
+    """A TOML table here makes setuptools print a deprecation box on every install."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(data["project"]["license"], str)
+    assert any(r.replace(" ", "").startswith("setuptools>=77") for r in data["build-system"]["requires"])
