@@ -84,6 +84,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from imvia_core.allocator import ALLOCATOR_ENV, allocator_state, tune_allocator
+
 __all__ = [
     "BenchShape",
     "DB15K_SHAPE",
@@ -111,8 +113,6 @@ UPSTREAM: dict[str, Any] = {
     "peak_rss_bytes": 6.1e9,
 }
 
-#: environment variables that keep glibc from returning freed blocks to the kernel (perf-notes: about 1.7x faster)
-ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -194,12 +194,14 @@ def _git_state() -> dict[str, Any]:
 
 
 def allocator_settings() -> dict[str, Any]:
-    """The allocator variables of this process and whether freed memory stays mapped (see ``bench/README.md``)."""
-    values = {k: os.environ.get(k) for k in (*ALLOCATOR_ENV, "LD_PRELOAD")}
-    preload = values["LD_PRELOAD"] or ""
-    glibc_tuned = values["MALLOC_MMAP_MAX_"] == "0" and values["MALLOC_TRIM_THRESHOLD_"] is not None
-    caching = any(name in preload for name in ("jemalloc", "tcmalloc", "mimalloc"))
-    return {"env": values, "tuned": bool(glibc_tuned or caching)}
+    """How this process's allocator keeps freed memory (see ``bench/README.md`` and :mod:`imvia_core.allocator`).
+
+    ``tuned``: freed memory stays mapped, through ``mallopt`` in the process (``method: "mallopt"``), the variables
+    set before it started (``"environment"``) or a preloaded caching allocator; ``env``: those variables.
+    """
+    state = allocator_state()
+    env = {k: os.environ.get(k) for k in (*ALLOCATOR_ENV, "LD_PRELOAD")}
+    return {**state, "env": env}
 
 
 def describe_machine(device: torch.device) -> dict[str, Any]:
@@ -904,7 +906,7 @@ def run_benchmark(
         },
     }
     if not results["allocator"]["tuned"] and device.type == "cpu":
-        log("allocator variables not set: see bench/README.md (expect slower, noisier CPU steps)")
+        log("allocator not tuned: see bench/README.md (expect slower, noisier CPU steps)")
 
     peak_size = shape.matmul_size if device.type == "cpu" else max(shape.matmul_size, 8192)
     peak_repeats = 6 if device.type == "cpu" else 20
@@ -1120,8 +1122,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         f"- created {results['created']}, commit `{git['commit']}`" + (" (with local changes)" if git["dirty"] else ""),
         f"- machine: {m['cpu']}, {m['usable_cores']} usable of {m['logical_cores']} logical cores, torch {m['torch']}, "
         f"{m['torch_threads']} threads" + (f", GPU {m['gpu']}" if "gpu" in m else ""),
-        f"- allocator: {'tuned' if alloc['tuned'] else 'NOT tuned'} "
-        f"({', '.join(f'{k}={v}' for k, v in alloc['env'].items() if v is not None) or 'no variables set'})",
+        f"- allocator: {'tuned' if alloc['tuned'] else 'NOT tuned'}"
+        + (f" by {alloc['method']}" if alloc.get("method") else "")
+        + (f" ({alloc['library']})" if alloc.get("library") else "")
+        + f"; variables: {', '.join(f'{k}={v}' for k, v in alloc['env'].items() if v is not None) or 'none set'}",
         f"- load average at start / end: {results['load_average_start']} / {results['load_average_end']}",
         f"- shape: {s['num_entities']} entities, {s['num_relations_with_reciprocals']} relation ids, dim {s['dim']}, "
         f"batch {s['batch_size']}, branches {', '.join(s['score_branches'])}, {s['num_experts']} experts over "
@@ -1250,8 +1254,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Benchmark IMVIA at the paper's DB15K configuration on one device: dense matmul peak, training steps "
             "(IMVIA and TuckER), full filtered test evaluation and peak memory. Writes JSON and Markdown. For CPU "
-            f"runs start the process with {' '.join(f'{k}={v}' for k, v in ALLOCATOR_ENV.items())} (make bench "
-            "does): see bench/README.md."
+            "runs the process sets glibc's allocator as "
+            f"{' '.join(f'{k}={v}' for k, v in ALLOCATOR_ENV.items())} would (mallopt; IMVIA_MALLOC_TUNE=0 turns "
+            "that off): see bench/README.md."
         ),
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: cpu)")
@@ -1295,6 +1300,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)

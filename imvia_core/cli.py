@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from imvia_core import __version__
+from imvia_core.allocator import tune_allocator
 from imvia_core.errors import ImviaError
 
 __all__ = ["main", "build_parser", "run_parsed"]
@@ -60,6 +61,8 @@ def run_parsed(parser: argparse.ArgumentParser, argv: list[str] | None, *, prog:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every ``imvia`` command: the allocator is tuned first (:mod:`imvia_core.allocator`), then the command runs."""
+    tune_allocator()
     return run_parsed(build_parser(), argv, prog="imvia")
 
 

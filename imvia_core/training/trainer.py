@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from imvia_core.allocator import allocator_state
 from imvia_core.errors import ConfigError, ImviaError, InputError
 from imvia_core.progress import bars_disabled
 from imvia_core.training.checkpoint import (
@@ -175,6 +176,7 @@ def describe_hardware(device: torch.device) -> dict[str, Any]:
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "allocator": allocator_state(),
     }
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
