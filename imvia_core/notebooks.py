@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -138,10 +140,13 @@ def kernel_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
       notebooks, so it becomes the inline backend;
     * ``JUPYTER_PATH``: this interpreter's ``share/jupyter`` first, so that a ``python3`` kernelspec of another
       installation (in the user's home) does not win over the one of the virtual environment;
-    * ``PYTHONWARNINGS``: silences tqdm's notice that notebook progress widgets are not installed (text bars are used).
+    * ``PYTHONWARNINGS``: silences tqdm's notice that notebook progress widgets are not installed (text bars are used);
+    * ``OMP_WAIT_POLICY``: ``PASSIVE`` unless set (see :mod:`imvia_core`): a kernel's torch threads then leave the
+      cores to other processes while they wait.
     """
     environ = os.environ if environ is None else environ
     out: dict[str, str] = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    out["OMP_WAIT_POLICY"] = environ.get("OMP_WAIT_POLICY") or "PASSIVE"
     if environ.get("MPLBACKEND", "").lower() in ("", "agg"):
         out["MPLBACKEND"] = _INLINE_BACKEND
     share = str(Path(sys.prefix) / "share" / "jupyter")
@@ -152,6 +157,67 @@ def kernel_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
         warning_filters.append(_TQDM_FILTER)
     out["PYTHONWARNINGS"] = ",".join(warning_filters)
     return out
+
+
+#: extra kernel arguments: ipykernel's start-up warning about unencrypted TCP (local kernels only) is not shown
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+
+
+class _ProgressEcho(logging.Handler):
+    """Shows where a notebook run is: one line per code cell as it starts (its first source line), and what the
+    cells write to stderr (the training progress bars, warnings) passed through to this process's stderr."""
+
+    _CELL = re.compile(r"Executing Cell (\d+)")
+
+    def __init__(self, name: str, cells: list[tuple[str, str]], stream) -> None:  # noqa: ANN001 - a text stream
+        super().__init__(logging.INFO)
+        self.name, self.cells, self.stream = name, cells, stream
+        self.code_cells = sum(kind == "code" for kind, _ in cells)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = self._CELL.match(str(record.msg))
+        if not match:
+            return
+        index = int(match.group(1)) - 1
+        if index >= len(self.cells) or self.cells[index][0] != "code":
+            return
+        number = sum(kind == "code" for kind, _ in self.cells[: index + 1])
+        self.stream.write(f"  {self.name} cell {number}/{self.code_cells}: {self.cells[index][1]}\n")
+        self.stream.flush()
+
+
+def _cell_outline(source: Path, *, injected: bool) -> list[tuple[str, str]]:
+    """``(cell type, first source line)`` per cell as papermill will run them (its parameters cell included)."""
+    import nbformat
+
+    nb = nbformat.read(str(source), as_version=4)
+    cells: list[tuple[str, str]] = []
+    for cell in nb.cells:
+        lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        cells.append((cell.cell_type, (lines[0].strip() if lines else "")[:70]))
+        if injected and "parameters" in cell.metadata.get("tags", []):
+            cells.append(("code", "(parameters of this run)"))
+    return cells
+
+
+@contextlib.contextmanager
+def _echo_progress(source: Path, *, injected: bool, enabled: bool) -> Iterator[dict[str, Any]]:
+    """papermill arguments that echo the run's progress (see :class:`_ProgressEcho`) while the block runs."""
+    if not enabled:
+        yield {}
+        return
+    logger = logging.getLogger("papermill")
+    handler = _ProgressEcho(source.stem, _cell_outline(source, injected=injected), sys.stderr)
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield {"log_output": True, "stderr_file": sys.stderr}
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 @contextlib.contextmanager
@@ -192,6 +258,7 @@ def execute_notebook(
     timeout: float | None = None,
     log_output: bool = False,
     progress: bool = False,
+    echo_progress: bool = False,
 ) -> NotebookRun:
     """Execute one notebook with papermill; a failing cell is recorded in the result, not raised.
 
@@ -203,6 +270,8 @@ def execute_notebook(
     :param timeout: seconds allowed per cell (``None``: no limit).
     :param log_output: echo the cells' output to this process's stdout/stderr while running.
     :param progress: show papermill's progress bar.
+    :param echo_progress: print each code cell as it starts and pass what the cells write to stderr (training
+        progress bars) through to this process's stderr; ignored with ``log_output``.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -213,7 +282,8 @@ def execute_notebook(
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     error = None
-    with _kernel_environment():
+    echo = _echo_progress(source, injected=bool(given), enabled=echo_progress and not log_output)
+    with _kernel_environment(), echo as echo_arguments:
         try:
             papermill.execute_notebook(
                 str(source),
@@ -222,8 +292,9 @@ def execute_notebook(
                 kernel_name=kernel_name,
                 cwd=str(cwd if cwd is not None else source.parent),
                 execution_timeout=timeout,
-                log_output=log_output,
                 progress_bar=progress,
+                extra_arguments=list(KERNEL_ARGUMENTS),
+                **{"log_output": log_output, **echo_arguments},
             )
         except PapermillExecutionError as err:
             error = f"cell {err.cell_index}: {err.ename}: {err.evalue}"
@@ -243,6 +314,7 @@ def run_collection(
     stop_on_error: bool = False,
     log_output: bool = False,
     echo: bool = True,
+    echo_progress: bool = False,
 ) -> list[NotebookRun]:
     """Execute the numbered notebooks in order into ``out_dir`` (same file names).
 
@@ -253,6 +325,8 @@ def run_collection(
     :param stop_on_error: stop after the first notebook that fails (each notebook trains or reuses the runs it needs,
         so the later ones can run after an earlier one failed).
     :param echo: print one line per notebook.
+    :param echo_progress: also show each cell as it starts and the training progress bars (see
+        :func:`execute_notebook`).
     """
     paths = notebook_paths(folder)
     if only:
@@ -260,9 +334,9 @@ def run_collection(
         if not paths:
             raise InputError(f"--only {' '.join(only)}: matches no notebook of {notebook_paths(folder)[0].parent}")
     runs = []
-    for path in paths:
+    for number, path in enumerate(paths, start=1):
         if echo:
-            print(f"running {path.name}", flush=True)
+            print(f"[{number}/{len(paths)}] running {path.name}", flush=True)
         run = execute_notebook(
             path,
             Path(out_dir) / path.name,
@@ -271,6 +345,7 @@ def run_collection(
             cwd=path.parent,
             timeout=timeout,
             log_output=log_output,
+            echo_progress=echo_progress,
         )
         runs.append(run)
         if echo:
@@ -322,7 +397,12 @@ def refresh(
             if echo:
                 print(f"running {path.name}", flush=True)
             run = execute_notebook(
-                path, Path(tmp) / path.name, kernel_name=kernel_name, cwd=path.parent, timeout=timeout
+                path,
+                Path(tmp) / path.name,
+                kernel_name=kernel_name,
+                cwd=path.parent,
+                timeout=timeout,
+                echo_progress=echo,
             )
             runs.append(run)
             if run.ok:
@@ -384,7 +464,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop at the first notebook that fails (default: run the others too; the exit status is 1 either way)",
     )
-    run.add_argument("--log-output", action="store_true", help="echo the cells' output while they run")
+    run.add_argument("--log-output", action="store_true", help="echo all of the cells' output while they run")
+    run.add_argument(
+        "--quiet",
+        action="store_true",
+        help="one line per notebook only (default: also each code cell as it starts, and the training progress bars)",
+    )
     run.add_argument("--kernel", default=KERNEL_NAME, help=f"Jupyter kernel name (default {KERNEL_NAME})")
     run.set_defaults(func=_cmd_run)
 
@@ -438,6 +523,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         stop_on_error=args.stop_on_error,
         log_output=args.log_output,
+        echo_progress=not args.quiet,
     )
     failed = [r for r in runs if not r.ok]
     total = sum(r.seconds for r in runs)

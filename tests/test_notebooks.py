@@ -239,3 +239,32 @@ def test_queries_and_view_weight_frame() -> None:
         assert int(part["relevant"].sum()) == int(truth.sum())
     assert display_path(ROOT / "runs" / "x") == str(Path("runs") / "x")
     assert display_path("/elsewhere/x") == "/elsewhere/x"
+
+
+def test_kernels_wait_passively_unless_told_otherwise() -> None:
+    assert kernel_environment({})["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert kernel_environment({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_progress_echo_names_each_code_cell(tmp_path: Path) -> None:
+    import io
+    import logging
+
+    from imvia_core.notebooks import _cell_outline, _ProgressEcho
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# title"),
+        nbformat.v4.new_code_cell("# a comment\nx = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("train_everything()"),
+    ]
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(nb, str(path))
+    cells = _cell_outline(path, injected=True)
+    assert cells == [("markdown", ""), ("code", "x = 1"), ("code", "(parameters of this run)"),
+                     ("code", "train_everything()")]  # fmt: skip
+    out = io.StringIO()
+    handler = _ProgressEcho("01_x", cells, out)
+    for number in (1, 4):
+        handler.emit(logging.LogRecord("papermill", logging.INFO, "", 0, f"Executing Cell {number}----", None, None))
+    assert out.getvalue() == "  01_x cell 3/3: train_everything()\n"

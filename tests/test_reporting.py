@@ -68,3 +68,43 @@ def test_ablation_figure(tmp_path) -> None:
     assert out["png"].stat().st_size > 1000
     back = pd.read_csv(out["csv"])
     assert len(back) == 15
+
+
+def test_readme_results_block_is_written_from_results() -> None:
+    """The README's results tables are what results/ gives: refresh with python -m imvia_core.reporting.readme."""
+    from imvia_core.paths import project_root
+    from imvia_core.reporting.readme import render_block, replace_block
+
+    readme = project_root() / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    assert replace_block(text, render_block(project_root() / "results")) == text, (
+        "README.md's results block is stale: run python -m imvia_core.reporting.readme"
+    )
+
+
+def test_readme_block_follows_the_files(tmp_path) -> None:
+    import json
+    import shutil
+
+    import pytest
+
+    from imvia_core.errors import InputError
+    from imvia_core.paths import project_root
+    from imvia_core.reporting.readme import BEGIN, END, refresh_readme, render_block, replace_block
+
+    root = tmp_path / "results"
+    (root / "ci" / "synthetic").mkdir(parents=True)
+    source = project_root() / "results" / "ci" / "synthetic" / "tucker.json"
+    shutil.copyfile(source, root / "ci" / "synthetic" / "tucker.json")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{BEGIN}\nold\n{END}\noutro\n", encoding="utf-8")
+    assert refresh_readme(readme, results_root=root) and not refresh_readme(readme, results_root=root)
+    mrr = json.loads(source.read_text())["test"]["metrics"]["realistic"]["overall"]["mrr"]
+    text = readme.read_text(encoding="utf-8")
+    assert f"| synthetic | tucker | S | {100 * mrr:.2f} |" in text and text.endswith(f"{END}\noutro\n")
+    data = json.loads(source.read_text())
+    data["test"]["metrics"]["realistic"]["overall"]["mrr"] = 0.5
+    (root / "ci" / "synthetic" / "tucker.json").write_text(json.dumps(data))
+    assert "| synthetic | tucker | S | 50.00 |" in render_block(root)
+    with pytest.raises(InputError, match="found no results block"):
+        replace_block("no markers here", render_block(root))

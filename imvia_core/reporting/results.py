@@ -52,6 +52,8 @@ def results_frame(paths: Iterable[str | Path], *, split: str = "test", rank_type
     rows = []
     for path in sorted(Path(p) for p in paths):
         data = load_results(path)
+        if data.get(split) is None:  # a run told to skip this split
+            continue
         result = EvaluationResult.from_dict(data[split])
         row = {"dataset": data["dataset"], "label": run_label(data["config"]), "source": str(path)}
         for column, metric in METRICS.items():
