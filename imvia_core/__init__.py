@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 # (the same numbers: only the waiting changes). Set before torch loads its OpenMP runtime; an explicit setting wins.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+
 def _tune_in_kernel() -> None:
     """In a Jupyter kernel (the notebooks), keep freed memory mapped as the command line does (see ``allocator``)."""
     import sys
