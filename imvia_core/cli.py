@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from imvia_core import __version__
 from imvia_core.allocator import tune_allocator
@@ -44,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(prog: str):
+    """A ``warnings.showwarning`` that prints ``prog: warning: message`` (no source line of the library)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 - warnings' API
+        print(f"{prog}: warning: {message}", file=file if file is not None else sys.stderr)
+
+    return show
+
+
 def run_parsed(parser: argparse.ArgumentParser, argv: list[str] | None, *, prog: str) -> int:
     """Parse ``argv`` and run the chosen command; project errors become one line on stderr and exit code 1."""
     args = parser.parse_args(argv)
@@ -51,7 +61,9 @@ def run_parsed(parser: argparse.ArgumentParser, argv: list[str] | None, *, prog:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(prog)
+            return int(args.func(args) or 0)
     except ImviaError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 1

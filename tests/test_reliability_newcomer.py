@@ -229,3 +229,20 @@ def test_tinyclip_configurations_are_registered_on_import_without_importing_open
     )
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, env=dict(os.environ))
     assert done.returncode == 0, done.stderr
+
+
+def test_evaluate_names_what_a_run_directory_lacks(tmp_path, capsys) -> None:
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 1
+    assert "not a run directory (no config.json)" in capsys.readouterr().err
+    root = write_tiny_dataset(tmp_path / "TINY")
+    profile_config("ci", str(root), model="tucker", dim=4).save(tmp_path / "run" / "config.json")
+    assert main(["evaluate", str(tmp_path / "run")]) == 1
+    assert "best.pt: no such checkpoint; this run has none yet" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("always")
+def test_warnings_on_the_command_line_are_one_line(tmp_path, capsys) -> None:
+    main(["train", "--dataset", str(tmp_path / "absent")])
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("imvia: warning: profile 'cpu' has no settings for dataset")
+    assert err[1].startswith("imvia: error: ") and len(err) == 2

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from imvia_core.errors import InputError
 from imvia_core.training.config import BATCH_ORDERS, PROFILES, TrainConfig, profile_config
 
 __all__ = ["register"]
@@ -154,6 +155,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from imvia_core.training.trainer import evaluate_model, prepare_run
 
     run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise InputError(f"{run_dir}: not a run directory (no config.json); expected a folder written by imvia train")
+    if not (run_dir / args.checkpoint).is_file():
+        kept = sorted(p.name for p in run_dir.glob("*.pt"))
+        raise InputError(
+            f"{run_dir / args.checkpoint}: no such checkpoint; this run has {', '.join(kept) or 'none yet'}"
+        )
     cfg = TrainConfig.from_file(run_dir / "config.json")
     if args.device:
         cfg.device = args.device
