@@ -20,6 +20,7 @@ __all__ = ["main", "build_parser", "run_parsed"]
 _COMMAND_MODULES = (
     "imvia_core.data.cli",
     "imvia_core.training.cli",
+    "imvia_core.training.sweep_cli",
     "imvia_core.features.cli",
 )
 

@@ -115,10 +115,15 @@ def _source_of(info: DatasetInfo, entry: DatasetFile, mirror: str | None) -> str
     return str(Path(mirror, info.name, *entry.path.split("/")))
 
 
-def file_status(info: DatasetInfo, *, root: Path) -> list[FileStatus]:
-    """Check every file of ``info`` under ``root`` (the dataset folder) against its checksum."""
+def file_status(info: DatasetInfo, *, root: Path, skip: tuple[str, ...] = ()) -> list[FileStatus]:
+    """Check every file of ``info`` under ``root`` (the dataset folder) against its checksum.
+
+    :param skip: paths (as in ``info.files``) to leave out: neither checked nor read.
+    """
     result = []
     for entry in info.files:
+        if entry.path in skip:
+            continue
         target = root.joinpath(*entry.path.split("/"))
         if not target.is_file():
             state = "missing"

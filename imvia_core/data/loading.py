@@ -13,9 +13,12 @@ stored as ``graph.extra["entity_descriptions"]`` (one string per entity id, ``""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from pathlib import Path
+
+import torch
 
 from imvia_core import paths
 from imvia_core.data.fetch import dataset_status, fetch_dataset, file_status, resolve_mirror
@@ -81,13 +84,16 @@ def _build_graph(
     entity_names: NameColumns | None,
     relation_names: NameColumns | None,
     unknown: UnknownPolicy,
+    include_test: bool = True,
 ) -> KnowledgeGraph:
     entity_to_id = read_id_map(root / "entity2id.txt", kind="entity")
     relation_to_id = read_id_map(root / "relation2id.txt", kind="relation")
-    splits = {}
-    dropped = {}
+    splits = {"test": torch.zeros(0, 3, dtype=torch.long)}
+    dropped = {"test": 0}
     for file_name in SPLIT_FILES:
         split = file_name.removesuffix(".txt")
+        if split == "test" and not include_test:
+            continue
         policy: UnknownPolicy = "error" if split == "train" else unknown
         result = read_triples(
             root / file_name, entity_to_id=entity_to_id, relation_to_id=relation_to_id, unknown=policy
@@ -102,6 +108,8 @@ def _build_graph(
         "dropped_triples": dropped,
         "split_files": {f.removesuffix(".txt"): str(root / f) for f in SPLIT_FILES},
     }
+    if not include_test:
+        extra["test_split"] = "not loaded"
     if descriptions is not None:
         extra["entity_descriptions"] = descriptions
     return KnowledgeGraph(
@@ -125,10 +133,12 @@ def load_known_dataset(
     fetch: bool = True,
     unknown: UnknownPolicy = "error",
     progress: bool = True,
+    include_test: bool = True,
 ) -> KnowledgeGraph:
     """Load DB15K, MKG-W or MKG-Y from ``<data_dir>/<NAME>``, fetching missing files first when ``fetch``.
 
-    Every file present is checked against its SHA-256 before it is read.
+    Every file present is checked against its SHA-256 before it is read (``test.txt`` only with
+    ``include_test``: without it the file is neither hashed nor read).
 
     :raises InputError: a required file is missing and ``fetch`` is false.
     :raises ChecksumError: a file differs from the published one.
@@ -136,12 +146,13 @@ def load_known_dataset(
     info = get_dataset(name)
     base = Path(data_dir) if data_dir is not None else paths.data_dir()
     root = base / info.name
-    statuses = file_status(info, root=root)
+    skip = () if include_test else ("test.txt",)
+    statuses = file_status(info, root=root, skip=skip)
     lacking = [s for s in statuses if s.state != "ok"]
     # optional files (derived/ names) only come from a mirror: look for one only when that is all that is lacking
     if fetch and lacking and (any(s.file.required for s in lacking) or resolve_mirror(mirror) is not None):
         fetch_dataset(info.name, dest_root=base, mirror=mirror, progress=progress)
-        statuses = file_status(info, root=root)
+        statuses = file_status(info, root=root, skip=skip)
     for status in statuses:
         if status.state == "corrupt":
             raise ChecksumError(
@@ -154,11 +165,18 @@ def load_known_dataset(
                 f"{dataset_status(info.name, data_dir=base)})"
             )
     return _build_graph(
-        info.name, root, entity_names=info.entity_names, relation_names=info.relation_names, unknown=unknown
+        info.name,
+        root,
+        entity_names=info.entity_names,
+        relation_names=info.relation_names,
+        unknown=unknown,
+        include_test=include_test,
     )
 
 
-def load_folder(folder: str | Path, *, unknown: UnknownPolicy = "error", name: str | None = None) -> KnowledgeGraph:
+def load_folder(
+    folder: str | Path, *, unknown: UnknownPolicy = "error", name: str | None = None, include_test: bool = True
+) -> KnowledgeGraph:
     """Load a user's own graph from ``folder`` (same layout as the benchmark datasets).
 
     :param folder: holds ``entity2id.txt``, ``relation2id.txt``, ``train.txt``, ``valid.txt``, ``test.txt`` and
@@ -174,7 +192,7 @@ def load_folder(folder: str | Path, *, unknown: UnknownPolicy = "error", name: s
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise InputError(f"{root} is not a folder; expected a dataset folder holding {', '.join(REQUIRED_FILES)}")
-    missing = [f for f in REQUIRED_FILES if not (root / f).is_file()]
+    missing = [f for f in REQUIRED_FILES if not (root / f).is_file() and (include_test or f != "test.txt")]
     if missing:
         raise InputError(f"{root} lacks {', '.join(missing)}; a dataset folder holds {', '.join(REQUIRED_FILES)}")
     folder_name = root.resolve().name
@@ -183,7 +201,12 @@ def load_folder(folder: str | Path, *, unknown: UnknownPolicy = "error", name: s
         info = get_dataset(folder_name)
         entity_spec, relation_spec = info.entity_names, info.relation_names
     return _build_graph(
-        name or folder_name, root, entity_names=entity_spec, relation_names=relation_spec, unknown=unknown
+        name or folder_name,
+        root,
+        entity_names=entity_spec,
+        relation_names=relation_spec,
+        unknown=unknown,
+        include_test=include_test,
     )
 
 
@@ -208,6 +231,7 @@ def load_graph(
     fetch: bool = True,
     unknown: UnknownPolicy = "error",
     progress: bool = True,
+    include_test: bool = True,
 ) -> KnowledgeGraph:
     """Load a known dataset by name, the synthetic graph, or a user's own dataset folder.
 
@@ -220,19 +244,33 @@ def load_graph(
     :param unknown: ``"error"`` or ``"drop"`` for valid/test triples with names outside the vocabulary; dropped
         counts are in ``graph.extra["dropped_triples"]``. Unknown names in train are always an error.
     :param progress: show download progress.
+    :param include_test: ``False``: the test split is not read at all (``test.txt`` is neither hashed nor
+        parsed, and need not exist in a folder); ``graph.test`` is empty, so the filter index holds the train and
+        valid triples only. Hyperparameter sweeps load graphs this way.
     :raises InputError: for a name that is neither a known dataset nor an existing folder.
     """
     text = os.fspath(name_or_path)
     looks_like_path = isinstance(name_or_path, os.PathLike) or os.sep in text or "/" in text
     if not looks_like_path:
         if text.strip().casefold() == SYNTHETIC_NAME:
-            return _load_synthetic()
+            graph = _load_synthetic()
+            if include_test:
+                return graph
+            return dataclasses.replace(
+                graph, test=torch.zeros(0, 3, dtype=torch.long), extra={**graph.extra, "test_split": "not loaded"}
+            )
         if is_known_dataset(text):
             return load_known_dataset(
-                text, data_dir=data_dir, mirror=mirror, fetch=fetch, unknown=unknown, progress=progress
+                text,
+                data_dir=data_dir,
+                mirror=mirror,
+                fetch=fetch,
+                unknown=unknown,
+                progress=progress,
+                include_test=include_test,
             )
     if looks_like_path or Path(text).expanduser().is_dir():
-        return load_folder(text, unknown=unknown)
+        return load_folder(text, unknown=unknown, include_test=include_test)
     raise InputError(
         f"{text!r} is neither a known dataset (DB15K, MKG-W, MKG-Y, {SYNTHETIC_NAME}) nor an existing folder"
     )

@@ -25,6 +25,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ from imvia_core.training.config import TrainConfig, differences
 __all__ = [
     "train",
     "TrainingDiverged",
+    "TrainingStopped",
     "RunContext",
     "prepare_run",
     "evaluate_model",
@@ -95,6 +97,12 @@ class TrainingDiverged(ImviaError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class TrainingStopped(Exception):
+    """Raised by an ``on_validation`` callback of :func:`train` to end the run after that validation (a pruned
+    hyperparameter trial, say). The run keeps its checkpoints and log and finishes normally from its best
+    checkpoint; ``results.json`` records ``stopped`` with the exception's message."""
+
+
 @dataclass(eq=False)
 class RunContext:
     """What a run needs besides its configuration: graph, features, model and the training index."""
@@ -122,8 +130,12 @@ def resolve_features(config: TrainConfig, graph) -> dict[str, Any]:
     return out
 
 
-def prepare_run(config: TrainConfig) -> RunContext:
-    """Load data and features and build the model of ``config`` (seeded)."""
+def prepare_run(config: TrainConfig, *, graph: Any = None) -> RunContext:
+    """Load data and features and build the model of ``config`` (seeded).
+
+    :param graph: an already loaded :class:`~imvia_core.data.graph.KnowledgeGraph` of ``config.dataset`` to use
+        instead of loading it (a sweep worker loads it once, without the test split, for all its trials).
+    """
     from imvia_core.data.loading import load_graph
     from imvia_core.model import build_model
 
@@ -131,7 +143,7 @@ def prepare_run(config: TrainConfig) -> RunContext:
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {config.device!r}: CUDA is not available on this machine; use --device cpu")
-    graph = load_graph(config.dataset)
+    graph = load_graph(config.dataset) if graph is None else graph
     features = resolve_features(config, graph)
     torch.manual_seed(config.seed)
     model_options = {
@@ -280,6 +292,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     skip_splits: tuple[str, ...] | list[str] = (),
+    on_validation: Callable[[int, float], None] | None = None,
+    graph: Any = None,
 ) -> dict[str, Any]:
     """Train ``config`` in ``run_dir`` and return the content of ``results.json``.
 
@@ -289,6 +303,10 @@ def train(
     :param resume: continue from the newest good checkpoint in ``run_dir`` (its saved configuration must match).
     :param skip_splits: ``"valid"``: train without validation (no early stopping; the last epoch is the result);
         ``"test"``: report no test metrics. Without them an empty valid or test split is an error.
+    :param on_validation: called as ``on_validation(epoch, mrr)`` after each validation, once that validation is
+        logged and checkpointed; it may raise :class:`TrainingStopped` to end the run there (the run then finishes
+        from its best checkpoint as usual).
+    :param graph: the loaded graph to train on (see :func:`prepare_run`); default: load ``config.dataset``.
     """
     from imvia_core.evaluation import FilterIndex
 
@@ -307,7 +325,7 @@ def train(
                 "with the same one, or start a new run directory"
             )
 
-    ctx = prepare_run(config)
+    ctx = prepare_run(config, graph=graph)
     check_splits(ctx.graph, skip_splits)
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(config_path)
@@ -471,6 +489,14 @@ def train(
             if stop:
                 state["stopped_early"] = True
             checkpoint()
+            if on_validation is not None and not stop:
+                try:
+                    on_validation(epoch + 1, mrr)
+                except TrainingStopped as signal:
+                    state["stopped"] = str(signal) or f"stopped after the validation of epoch {epoch + 1}"
+                    if progress:
+                        tqdm.write(f"epoch {epoch + 1}: {state['stopped']}")
+                    break
             if stop:
                 break
     else:
@@ -526,6 +552,8 @@ def finish(
         "git_commit": _git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if "stopped" in state:
+        results["stopped"] = state["stopped"]
     bad = non_finite_paths(results)
     if bad:
         raise ImviaError(

@@ -1,0 +1,413 @@
+"""Hyperparameter sweeps: exact grids with two workers, kill safety, a real PostgreSQL server, validation only,
+pruning, clear errors. Every trial trains a 200-entity synthetic graph for 1-3 epochs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from imvia_core.cli import main
+
+SECRET = "s3cret-Pg-pw-4711"
+#: the grid of most tests: 2 x 2 points
+GRID = {"lr": {"choices": [0.01, 0.02]}, "hidden_dropout2": {"low": 0.1, "high": 0.3, "step": 0.2}}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory) -> Path:
+    from imvia_core.data.synthetic import SyntheticConfig, generate_synthetic, write_synthetic
+
+    return write_synthetic(
+        tmp_path_factory.mktemp("data") / "small",
+        generate_synthetic(SyntheticConfig(num_entities=200, num_clusters=10)),
+    )
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch) -> dict[str, Path]:
+    """Runs and results of the test in its own folders (for this process and its subprocesses)."""
+    out = {"runs": tmp_path / "runs", "results": tmp_path / "results", "root": tmp_path}
+    monkeypatch.setenv("IMVIA_RUNS_DIR", str(out["runs"]))
+    monkeypatch.setenv("IMVIA_RESULTS_DIR", str(out["results"]))
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("IMVIA_SWEEP_STORAGE", raising=False)
+    return out
+
+
+def _study(path: Path, folder: Path, **keys) -> Path:
+    values = {
+        "name": path.stem,
+        "dataset": str(folder),
+        "profile": "ci",
+        "epochs": 2,
+        "fixed": {
+            "eval_every": 1,
+            "dim": 16,
+            "visual_features": str(folder / "features" / "visual.safetensors"),
+            "text_features": str(folder / "features" / "text.safetensors"),
+        },
+        "space": GRID,
+        "sampler": "grid",
+        "heartbeat_interval": 0.5,
+        "grace_period": 2,
+        **keys,
+    }
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "IMVIA_DATA_MIRROR", "IMVIA_SWEEP_STORAGE")}
+    return {**env, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1", **extra}
+
+
+def _sweep(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "imvia_core", "sweep", *args],
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _summary(dirs, name: str) -> dict:
+    return json.loads((dirs["results"] / "sweeps" / name / "summary.json").read_text(encoding="utf-8"))
+
+
+def _grid_points() -> set[tuple]:
+    return {(lr, d) for lr in (0.01, 0.02) for d in (0.1, 0.3)}
+
+
+def _assert_grid_done_once(summary: dict, run_root: Path) -> None:
+    complete = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
+    points = [(t["params"]["lr"], round(t["params"]["hidden_dropout2"], 6)) for t in complete]
+    assert sorted(points) == sorted(_grid_points())  # every point once, none twice
+    for t in complete:
+        run_dir = run_root / f"trial-{t['number']}"
+        trains = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+        assert [r["epoch"] for r in trains] == [1, 2]  # trained once, no epoch repeated
+        results = json.loads((run_dir / "results.json").read_text())
+        assert results["test"] is None and results["test_branches"] == {}
+        assert t["value"] == pytest.approx(results["valid"]["metrics"]["realistic"]["overall"]["mrr"])
+
+
+# ------------------------------------------------------------------------------------------------ workers
+
+
+def test_two_workers_complete_a_grid_exactly_once(tmp_path, dirs, small_folder) -> None:
+    study = _study(tmp_path / "grid2.yaml", small_folder)
+    done = _sweep(str(study), "--workers", "2", "--threads", "1")
+    assert done.returncode == 0, done.stderr
+    summary = _summary(dirs, "grid2")
+    assert summary["counts"] == {"COMPLETE": 4}
+    _assert_grid_done_once(summary, dirs["runs"] / "sweeps" / "grid2")
+    assert len((dirs["results"] / "sweeps" / "grid2" / "summary.csv").read_text().splitlines()) == 5
+    best = summary["best"]
+    assert best["value"] == max(t["value"] for t in summary["trials"])
+    assert (
+        json.loads((dirs["results"] / "sweeps" / "grid2" / "best-config.json").read_text())["lr"]
+        == best["params"]["lr"]
+    )
+    # the same command again has nothing left to do
+    again = _sweep(str(study), "--workers", "2")
+    assert again.returncode == 0, again.stderr
+    assert _summary(dirs, "grid2")["counts"] == {"COMPLETE": 4}
+
+
+def _trial_worker_pid(journal: Path, name: str, number: int) -> int | None:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(JournalFileBackend(str(journal))))
+    for t in study.get_trials(deepcopy=False):
+        if t.number == number and "worker" in t.user_attrs:
+            return int(t.user_attrs["worker"].rsplit(":", 1)[1])
+    return None
+
+
+def test_sigkilled_worker_loses_only_its_trial_and_the_restarted_command_completes(
+    tmp_path, dirs, small_folder
+) -> None:
+    study = _study(tmp_path / "killed.yaml", small_folder, epochs=3, space=GRID)
+    sweep_dir = dirs["runs"] / "sweeps" / "killed"
+    log = (tmp_path / "first.log").open("w")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "imvia_core", "sweep", str(study), "--workers", "2", "--threads", "1"],
+        env=_env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 90
+    pid = None
+    while pid is None:  # trial 0 has written its first checkpoint: mid-trial
+        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+        if list((sweep_dir / "trial-0").glob("ckpt-000001.pt.sha256")):
+            pid = _trial_worker_pid(sweep_dir / "study.journal", "killed", 0)
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    assert first.wait(timeout=120) == 1  # the parent says a worker died; the other finished the study
+    log.close()
+    restarted = _sweep(str(study), "--workers", "2")
+    assert restarted.returncode == 0, restarted.stderr
+    summary = _summary(dirs, "killed")
+    states = {t["number"]: t for t in summary["trials"]}
+    assert states[0]["state"] == "FAIL" and "interrupted" in states[0]["error"]
+    retry = [t for t in summary["trials"] if t["retry_of"] == 0]
+    assert len(retry) == 1 and retry[0]["state"] == "COMPLETE" and retry[0]["params"] == states[0]["params"]
+    complete = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
+    assert sorted((t["params"]["lr"], round(t["params"]["hidden_dropout2"], 6)) for t in complete) == sorted(
+        _grid_points()
+    )
+
+
+# ------------------------------------------------------------------------------------------------ PostgreSQL
+
+
+def _pg_bindir() -> Path | None:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+    if shutil.which("initdb"):
+        candidates.append(str(Path(shutil.which("initdb")).parent))
+    for c in candidates:
+        if (Path(c) / "initdb").is_file() and (Path(c) / "pg_ctl").is_file():
+            return Path(c)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL server on loopback in a temporary data folder (as the postgres user when run as root)."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found in /usr/lib/postgresql/*/bin or on PATH")
+    root = Path(tempfile.mkdtemp(prefix="imvia-pg-", dir="/tmp"))
+    os.chmod(root, 0o755)
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    pwfile = root / "pwfile"
+    pwfile.write_text(SECRET + "\n")
+    if as_root:
+        shutil.chown(root, "postgres")
+        shutil.chown(pwfile, "postgres")
+    pwfile.chmod(0o600)
+
+    def pg(*cmd: str) -> None:
+        done = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{cmd[0]}: {done.stdout}\n{done.stderr}"
+
+    data, port = root / "data", _free_port()
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "imvia", f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
+       "--auth-local=trust", "-E", "UTF8", "--no-sync")  # fmt: skip
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    pg(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(root / "server.log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        options,
+        "start",
+    )
+    try:
+        pg(str(bindir / "createdb"), "-h", str(root), "-p", str(port), "-U", "imvia", "sweeps")
+        yield {"url": f"postgresql://imvia:{SECRET}@127.0.0.1:{port}/sweeps", "port": port}
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
+        status = subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "status"], capture_output=True)
+        assert status.returncode == 3  # no server running
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _files_containing(root: Path, text: str) -> list[str]:
+    return [str(p) for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def test_two_workers_share_a_study_through_postgresql_and_no_password_is_written(
+    tmp_path, dirs, small_folder, postgres
+) -> None:
+    study = _study(tmp_path / "pg.yaml", small_folder)
+    done = _sweep(str(study), "--workers", "2", "--threads", "1", "--storage", postgres["url"])
+    assert done.returncode == 0, done.stderr
+    summary = _summary(dirs, "pg")
+    assert summary["counts"] == {"COMPLETE": 4}
+    _assert_grid_done_once(summary, dirs["runs"] / "sweeps" / "pg")
+    assert summary["storage"] == f"postgresql://imvia:***@127.0.0.1:{postgres['port']}/sweeps"
+    assert not (dirs["runs"] / "sweeps" / "pg" / "study.journal").exists()  # the study lives in the database
+    # --finish with the password from PGPASSWORD instead of the URL: test once, results under results/sweeps/
+    finish = _sweep(
+        str(study),
+        "--finish",
+        "--storage",
+        f"postgresql://imvia@127.0.0.1:{postgres['port']}/sweeps",
+        env=_env(PGPASSWORD=SECRET),
+    )
+    assert finish.returncode == 0, finish.stderr
+    results = json.loads((dirs["results"] / "sweeps" / "pg" / "results.json").read_text())
+    assert results["sweep"]["study"] == "pg" and results["sweep"]["trial"] == summary["best"]["number"]
+    assert set(results["sweep"]["search_space"]) == set(GRID) and results["test"] is not None
+    for output in (done.stdout, done.stderr, finish.stdout, finish.stderr):
+        assert SECRET not in output
+    assert _files_containing(dirs["root"], SECRET) == []
+
+
+# ------------------------------------------------------------------------------------------------ validation only
+
+
+def test_a_sweep_never_reads_the_test_split(tmp_path, dirs, small_folder, monkeypatch) -> None:
+    from imvia_core.data.loading import load_graph
+    from imvia_core.errors import DataFormatError
+    from imvia_core.training import sweep, trainer
+
+    folder = tmp_path / "blind"
+    shutil.copytree(small_folder, folder)
+    (folder / "test.txt").write_text("this is not a triple file\n")
+    (folder / "test.txt").chmod(0)  # unreadable for a normal user; for root, unparsable
+    with pytest.raises((DataFormatError, PermissionError)):
+        load_graph(folder)  # what an ordinary run would meet
+    ranked = []
+    evaluate = trainer.evaluate_model
+    monkeypatch.setattr(
+        trainer, "evaluate_model", lambda ctx, split, **kw: ranked.append(split) or evaluate(ctx, split, **kw)
+    )
+    study = _study(tmp_path / "blind.yaml", folder, space={"lr": {"choices": [0.01, 0.02]}})
+    summary = sweep.run_sweep(study, progress=False)
+    assert summary["counts"] == {"COMPLETE": 2}
+    assert set(ranked) == {"valid"}
+
+
+def test_pruned_trials_keep_their_run_directory_and_metrics(tmp_path, dirs, small_folder) -> None:
+    from imvia_core.training import sweep
+
+    study = _study(
+        tmp_path / "pruned.yaml",
+        small_folder,
+        epochs=3,
+        sampler="random",
+        n_trials=2,
+        space={"lr": {"low": 0.005, "high": 0.02, "log": True}},
+        pruner="threshold",
+        pruner_options={"lower": 0.9},  # no trial reaches validation MRR 0.9: each stops after its first validation
+    )
+    summary = sweep.run_sweep(study, progress=False)
+    assert summary["counts"] == {"PRUNED": 2} and summary["best"] is None
+    for t in summary["trials"]:
+        run_dir = dirs["runs"] / "sweeps" / "pruned" / f"trial-{t['number']}"
+        lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["kind"], r["epoch"]) for r in lines] == [("train", 1), ("valid", 1)]
+        assert list(t["intermediate_values"]) == ["1"] and t["best_valid_mrr"] is not None
+        results = json.loads((run_dir / "results.json").read_text())
+        assert results["stopped"].startswith("pruned at epoch 1") and (run_dir / "best.pt").is_file()
+        assert list(run_dir.glob("ckpt-000001.pt"))
+    rebuilt = sweep.study_from_summary(dirs["results"] / "sweeps" / "pruned" / "summary.json")
+    assert len(rebuilt.trials) == 2
+
+
+def test_train_without_callbacks_is_unchanged_and_a_stop_signal_finishes_cleanly(tmp_path, small_folder) -> None:
+    from imvia_core.training.config import profile_config
+    from imvia_core.training.trainer import TrainingStopped, train
+
+    cfg = dict(
+        epochs=3,
+        eval_every=1,
+        dim=16,
+        visual_features=str(small_folder / "features" / "visual.safetensors"),
+        text_features=str(small_folder / "features" / "text.safetensors"),
+    )
+    seen = []
+
+    def stop_at_2(epoch: int, mrr: float) -> None:
+        seen.append(epoch)
+        if epoch == 2:
+            raise TrainingStopped("enough")
+
+    plain = train(profile_config("ci", str(small_folder), **cfg), tmp_path / "plain", progress=False)
+    stopped = train(profile_config("ci", str(small_folder), **cfg), tmp_path / "stopped", progress=False,
+                    on_validation=stop_at_2, skip_splits=("test",))  # fmt: skip
+    assert seen == [1, 2] and stopped["stopped"] == "enough" and stopped["epochs_trained"] == 2
+    assert stopped["test"] is None and "stopped" not in plain and plain["test"] is not None
+    plain_log = (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()
+    stopped_log = (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines()
+    strip = [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in plain_log]
+    assert [{k: v for k, v in json.loads(x).items() if k != "seconds"} for x in stopped_log] == strip[:4]
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"space": {"learning_rate": {"low": 0.001, "high": 0.01}}}, "unknown parameter 'learning_rate'"),
+        ({"space": {"lr": {"low": 0.01, "high": 0.01}}}, "space.lr: empty range"),
+        ({"space": {"lr": {"low": 0.02, "high": 0.01}}}, "space.lr: inverted range"),
+        ({"sampler": "annealing"}, "unknown sampler 'annealing'"),
+        ({"space": {"dim": {"low": 8.5, "high": 16}}}, "space.dim"),
+        ({"space": {"lr": {"low": -1.0, "high": 0.01}}}, "lr must be positive"),
+    ],
+)
+def test_bad_study_files_are_one_clear_line(tmp_path, dirs, small_folder, capsys, change, expected) -> None:
+    study = _study(tmp_path / "bad.yaml", small_folder, **change)
+    assert main(["sweep", str(study)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err and str(study) in err, err
+
+
+def test_unreachable_storage_names_the_host_and_hides_the_password(tmp_path, dirs, small_folder, capsys) -> None:
+    study = _study(tmp_path / "nodb.yaml", small_folder)
+    port = _free_port()  # nothing listens there
+    assert main(["sweep", str(study), "--storage", f"postgresql://imvia:{SECRET}@127.0.0.1:{port}/sweeps"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"127.0.0.1:{port}" in err and SECRET not in err, err
+    assert f"postgresql://imvia:***@127.0.0.1:{port}/sweeps" in err
+
+
+def test_workers_sampling_independently_draw_distinct_reproducible_trials(tmp_path, small_folder) -> None:
+    """Each worker process has its own sampler: seeded per trial, two of them never draw the same start-up point."""
+    import optuna
+
+    from imvia_core.training.sweep import _make_sampler, load_study_spec
+
+    spec = load_study_spec(
+        _study(tmp_path / "tpe.yaml", small_folder, sampler="tpe", n_trials=4, space={"lr": {"low": 1e-3, "high": 0.1}})
+    )
+    draws = []
+    for _ in range(2):  # two "workers" on one history: the second asks for trial 1 after the first ran trial 0
+        study = optuna.create_study(direction="maximize", sampler=_make_sampler(spec))
+        values = []
+        for _ in range(3):
+            trial = study.ask()
+            values.append(spec.space["lr"].suggest(trial))
+            study.tell(trial, values[-1])
+        draws.append(values)
+    assert draws[0] == draws[1] and len(set(draws[0])) == 3
