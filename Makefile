@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	# setuptools' notice about editable installs is information only; it would print a box on every install
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[dev,text]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[dev,text,sweeps]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (imvia)" >/dev/null
 	touch $(STAMP)
 

@@ -21,7 +21,7 @@ def _pip_section() -> set[str]:
 def _pyproject() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     deps = set(project["dependencies"])
-    for extra in ("dev", "text"):
+    for extra in ("dev", "text", "sweeps"):
         deps |= set(project["optional-dependencies"][extra])
     return {d.strip() for d in deps}
 

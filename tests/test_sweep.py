@@ -301,7 +301,7 @@ def test_a_sweep_never_reads_the_test_split(tmp_path, dirs, small_folder, monkey
         trainer, "evaluate_model", lambda ctx, split, **kw: ranked.append(split) or evaluate(ctx, split, **kw)
     )
     study = _study(tmp_path / "blind.yaml", folder, space={"lr": {"choices": [0.01, 0.02]}})
-    summary = sweep.run_sweep(study, progress=False)
+    summary = sweep.run_sweep(study, threads=1, progress=False)
     assert summary["counts"] == {"COMPLETE": 2}
     assert set(ranked) == {"valid"}
 
@@ -319,7 +319,7 @@ def test_pruned_trials_keep_their_run_directory_and_metrics(tmp_path, dirs, smal
         pruner="threshold",
         pruner_options={"lower": 0.9},  # no trial reaches validation MRR 0.9: each stops after its first validation
     )
-    summary = sweep.run_sweep(study, progress=False)
+    summary = sweep.run_sweep(study, threads=1, progress=False)
     assert summary["counts"] == {"PRUNED": 2} and summary["best"] is None
     for t in summary["trials"]:
         run_dir = dirs["runs"] / "sweeps" / "pruned" / f"trial-{t['number']}"
@@ -373,7 +373,7 @@ def test_train_without_callbacks_is_unchanged_and_a_stop_signal_finishes_cleanly
         ({"space": {"lr": {"low": 0.02, "high": 0.01}}}, "space.lr: inverted range"),
         ({"sampler": "annealing"}, "unknown sampler 'annealing'"),
         ({"space": {"dim": {"low": 8.5, "high": 16}}}, "space.dim"),
-        ({"space": {"lr": {"low": -1.0, "high": 0.01}}}, "lr must be positive"),
+        ({"space": {"lr": {"low": -1.0, "high": 0.01}}, "sampler": "random"}, "lr must be positive"),
     ],
 )
 def test_bad_study_files_are_one_clear_line(tmp_path, dirs, small_folder, capsys, change, expected) -> None:

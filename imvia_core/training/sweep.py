@@ -429,10 +429,10 @@ def open_storage(url: str | None, sweep_dir: Path):
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except ModuleNotFoundError as err:
+    except ImportError as err:
         raise ImviaError(
-            f"storage {mask_url(url)}: the database driver {err.name!r} is not installed "
-            "(pip install 'imvia-core[sweeps]' for PostgreSQL)"
+            f"storage {mask_url(url)}: its database driver is not installed "
+            "(pip install 'imvia-core[sweeps]' for PostgreSQL: psycopg)"
         ) from err
     except Exception as err:  # noqa: BLE001 - SQLAlchemy's errors carry driver text; keep its first line only
         first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
@@ -776,6 +776,11 @@ def _run_children(spec, study_file, storage_url, sweep_dir, workers, devices, th
         log = (sweep_dir / f"worker-{i}.log").open("ab")
         children.append((subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+    def terminate(signum, frame):  # a SIGTERM to this process stops its workers too (as Ctrl-C does)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     bar = tqdm(total=spec.n_trials, desc=f"sweep {spec.name}", unit="trial", disable=bars_disabled(progress))
     try:
         while any(p.poll() is None for p, _ in children):
@@ -790,6 +795,7 @@ def _run_children(spec, study_file, storage_url, sweep_dir, workers, devices, th
             p.wait()
         raise
     finally:
+        signal.signal(signal.SIGTERM, previous)
         bar.close()
         for _, log in children:
             log.close()
