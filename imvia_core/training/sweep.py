@@ -681,7 +681,9 @@ def run_worker(
 
         try:
             config = spec.trial_config(params, device=device)
-            results = train(config, run_dir, progress=progress, on_validation=report, skip_splits=("test",), graph=graph)
+            results = train(
+                config, run_dir, progress=progress, on_validation=report, skip_splits=("test",), graph=graph
+            )
         except ImviaError as err:  # a diverged trial, say: recorded, and the study goes on
             beat.stop()
             trial.set_user_attr("error", _scrub(str(err), storage_url)[:500])
