@@ -411,3 +411,19 @@ def test_workers_sampling_independently_draw_distinct_reproducible_trials(tmp_pa
             study.tell(trial, values[-1])
         draws.append(values)
     assert draws[0] == draws[1] and len(set(draws[0])) == 3
+
+
+def test_help_explains_storage_and_workers(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    for needle in (
+        "--storage URL",
+        "journal file",
+        "postgresql://",
+        "PGPASSWORD",
+        "--workers N",
+        "--devices",
+        "--finish",
+    ):
+        assert needle in out, needle

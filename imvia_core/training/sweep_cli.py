@@ -12,16 +12,16 @@ __all__ = ["register"]
 _DESCRIPTION = """\
 Search hyperparameters with Optuna. STUDY.yaml names the dataset, model, profile, the search space
 (float, log-float, int, categorical), the sampler (tpe, random, grid), the number of trials, the epochs per trial
-and the pruner (median, hyperband, none). Every trial is an ordinary run directory,
+and the pruner (median, hyperband, threshold, none). Every trial is an ordinary run directory,
 runs/sweeps/<study>/trial-<n>/. The objective is the trial's best validation MRR: trials never read the test split.
 
 storage:
   default            a journal file, runs/sweeps/<study>/study.journal: no server; any number of processes on this
                      machine (or on one shared file system) join the study
-  --storage URL      any SQLAlchemy URL, e.g. postgresql://user:password@db-host:5432/sweeps or
-                     sqlite:///sweeps.db. Start the same command on several machines with the same URL and they all
-                     work on one study. The URL may also come from $IMVIA_SWEEP_STORAGE, and the password from
-                     $PGPASSWORD or ~/.pgpass; the password is never printed or written (shown as ***)
+  --storage URL      any SQLAlchemy URL, e.g. postgresql://user:password@db-host:5432/sweeps (or
+                     sqlite:///sweeps.db for one worker). Start the same command on several machines with the same
+                     URL and they all work on one study. The URL may also come from $IMVIA_SWEEP_STORAGE, and the
+                     password from $PGPASSWORD or ~/.pgpass; a password is never printed or written (shown as ***)
 
 workers:
   --workers N        N local worker processes on one study (each with its CPU share of threads, --threads)
