@@ -315,12 +315,15 @@ def test_pruned_trials_keep_their_run_directory_and_metrics(tmp_path, dirs, smal
         epochs=3,
         sampler="random",
         n_trials=2,
-        space={"lr": {"low": 0.005, "high": 0.02, "log": True}},
+        space={"lr": {"low": 0.002, "high": 0.02, "log": True}},
+        baseline=True,  # trial 0: the profile's own lr (3e-3)
         pruner="threshold",
         pruner_options={"lower": 0.9},  # no trial reaches validation MRR 0.9: each stops after its first validation
     )
     summary = sweep.run_sweep(study, threads=1, progress=False)
     assert summary["counts"] == {"PRUNED": 2} and summary["best"] is None
+    first = summary["trials"][0]
+    assert first["baseline"] == "profile ci" and first["params"] == {"lr": 0.003}
     for t in summary["trials"]:
         run_dir = dirs["runs"] / "sweeps" / "pruned" / f"trial-{t['number']}"
         lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -374,6 +377,7 @@ def test_train_without_callbacks_is_unchanged_and_a_stop_signal_finishes_cleanly
         ({"sampler": "annealing"}, "unknown sampler 'annealing'"),
         ({"space": {"dim": {"low": 8.5, "high": 16}}}, "space.dim"),
         ({"space": {"lr": {"low": -1.0, "high": 0.01}}, "sampler": "random"}, "lr must be positive"),
+        ({"space": {"lr": {"low": 0.01, "high": 0.1}}, "sampler": "random", "baseline": True}, "lies outside space.lr"),
     ],
 )
 def test_bad_study_files_are_one_clear_line(tmp_path, dirs, small_folder, capsys, change, expected) -> None:

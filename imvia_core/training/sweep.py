@@ -19,6 +19,7 @@ search space, the sampler, the number of trials and the per-trial epoch budget::
     pruner: median                # median (default), hyperband, threshold ({lower: x}), none
     pruner_options: {n_startup_trials: 4}
     seed: 0
+    baseline: true                # trial 0: the profile's own values of the searched parameters
 
 Every parameter name is a :class:`~imvia_core.training.config.TrainConfig` field; each trial's configuration is
 ``profile_config(profile, dataset, model=..., **fixed, **params, epochs=...)``, validated like any other.
@@ -105,6 +106,7 @@ _STUDY_KEYS = (
     "seed",
     "heartbeat_interval",
     "grace_period",
+    "baseline",
 )
 _HB = "imvia:heartbeat"
 _RETRY_OF = "imvia:retry_of"
@@ -174,6 +176,8 @@ class StudySpec:
     seed: int = 0
     heartbeat_interval: float = 10.0
     grace_period: float = 60.0
+    #: run the profile's own values of the searched parameters first (a baseline trial under the same budget)
+    baseline: bool = False
     source: str = "study"
 
     def trial_config(self, params: dict[str, Any], *, device: str | None = None) -> TrainConfig:
@@ -188,6 +192,11 @@ class StudySpec:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a profile without settings for a folder dataset warned once already
             return profile_config(self.profile, self.dataset, **values)
+
+    def baseline_params(self) -> dict[str, Any]:
+        """The profile's values of the searched parameters (with ``fixed`` applied)."""
+        config = self.trial_config({})
+        return {name: getattr(config, name) for name in self.space}
 
     def grid(self) -> list[dict[str, Any]]:
         """Every grid point, in a fixed order (parameters sorted by name, last one fastest)."""
@@ -345,8 +354,13 @@ def load_study_spec(path: str | Path) -> StudySpec:
         seed=raw.get("seed", 0),
         heartbeat_interval=float(raw.get("heartbeat_interval", 10.0)),
         grace_period=float(raw.get("grace_period", 60.0)),
+        baseline=raw.get("baseline", False),
         source=source,
     )
+    if not isinstance(spec.baseline, bool):
+        raise ConfigError(f"{path}: baseline must be true or false")
+    if spec.baseline and sampler == "grid":
+        raise ConfigError(f"{path}: baseline is for tpe and random studies; a grid runs its own points")
     if spec.grace_period <= spec.heartbeat_interval:
         raise ConfigError(f"{path}: grace_period must be longer than heartbeat_interval")
     if sampler == "grid":
@@ -367,6 +381,12 @@ def load_study_spec(path: str | Path) -> StudySpec:
                 spec.trial_config({p.name: value})
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
+    if spec.baseline:
+        for name, value in spec.baseline_params().items():
+            p = space[name]
+            inside = value in p.choices if p.kind == "categorical" else p.low <= value <= p.high
+            if not inside:
+                raise ConfigError(f"{path}: baseline: the profile's {name} {value!r} lies outside space.{name}")
     _make_pruner(spec)  # unknown pruner options fail here
     return spec
 
@@ -525,6 +545,8 @@ def create_or_load_study(spec: StudySpec, storage):
             f"{spec.source}: the study {spec.name!r} in this storage was started from another study file; "
             "give the changed study a new name"
         )
+    if created and spec.baseline:
+        study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": f"profile {spec.profile}"})
     if spec.sampler == "grid":
         if created:
             for point in spec.grid():
@@ -836,6 +858,7 @@ def study_summary(spec: StudySpec, study, *, storage_url: str | None = None) -> 
                 "error": t.user_attrs.get("error"),
                 "run_dir": t.user_attrs.get("run_dir"),
                 "worker": t.user_attrs.get("worker"),
+                "baseline": t.user_attrs.get("baseline"),
                 "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                 "datetime_complete": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
             }
@@ -850,6 +873,7 @@ def study_summary(spec: StudySpec, study, *, storage_url: str | None = None) -> 
         "objective": "best validation MRR (realistic rank; filtering by train and valid triples, test never read)",
         "storage": mask_url(storage_url) if storage_url else "journal file in the sweep folder",
         **{k: v for k, v in spec.describe().items() if k != "name"},
+        "baseline": spec.baseline,
         "counts": counts,
         "best": None,
         "trials": trials,
