@@ -47,15 +47,33 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+_OVERLAP_COLUMNS = {
+    "valid_distinct": "valid distinct",
+    "valid_lines_in_train": "valid lines in train",
+    "valid_in_train": "valid in train",
+    "valid_in_test": "valid in test",
+    "test_distinct": "test distinct",
+    "test_in_train": "test in train",
+}
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
-    rows = []
+    from imvia_core.data.selection import split_overlaps
+
+    rows, overlaps = [], []
     warnings: list[str] = []
     for name in args.datasets:
         graph = load_graph(name, data_dir=_data_dir(args), mirror=args.mirror, fetch=not args.no_fetch)
         stats = graph.statistics()
         rows.append([graph.name, *(str(stats[c]) for c in _STAT_COLUMNS)])
         warnings += [f"warning: {graph.split_source(split)}: no triples" for split in graph.empty_splits()]
+        if args.overlaps:
+            counts = split_overlaps(graph)
+            overlaps.append([graph.name, *(str(counts[c]) for c in _OVERLAP_COLUMNS)])
     print(format_table(["dataset", *_STAT_COLUMNS], rows))
+    if args.overlaps:
+        print("\noverlaps between the published splits (distinct triples, except 'valid lines in train'):")
+        print(format_table(["dataset", *_OVERLAP_COLUMNS.values()], overlaps))
     for line in warnings:
         print(line, file=sys.stderr)
     return 0
@@ -124,6 +142,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     stats.add_argument("--mirror", metavar="DIR_OR_URL", default=None, help=_MIRROR_HELP)
     stats.add_argument("--data-dir", metavar="DIR", default=None, help=_DATA_DIR_HELP)
     stats.add_argument("--no-fetch", action="store_true", help="do not download; fail if a file is missing")
+    stats.add_argument(
+        "--overlaps",
+        action="store_true",
+        help="also count the triples the published splits share (distinct valid triples, how many of them are in "
+        "train and in test, test triples in train)",
+    )
     stats.set_defaults(func=_cmd_stats)
 
     listing = sub.add_parser(

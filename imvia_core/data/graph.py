@@ -42,6 +42,9 @@ class KnowledgeGraph:
     :param test: shape ``(n_test, 3)``.
     :param entity_names: readable name per entity id, or ``None``.
     :param relation_names: readable name per relation id, or ``None``.
+    :param published_valid: shape ``(n, 3)``: the published validation triples when ``valid`` is a held-out share
+        of the training triples instead (:func:`~imvia_core.data.selection.carve_selection_split`); ``None``
+        otherwise. They are filtered like every other split and still reported.
     """
 
     name: str
@@ -53,6 +56,7 @@ class KnowledgeGraph:
     entity_names: list[str] | None = None
     relation_names: list[str] | None = None
     extra: dict = field(default_factory=dict)
+    published_valid: torch.Tensor | None = None
 
     @property
     def num_entities(self) -> int:
@@ -67,10 +71,15 @@ class KnowledgeGraph:
     def num_relations_with_reciprocals(self) -> int:
         return 2 * self.num_relations
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """The splits this graph has: ``train``, ``valid``, ``test``, and ``published_valid`` when it is set."""
+        return ("train", "valid", "test") + (("published_valid",) if self.published_valid is not None else ())
+
     def split(self, name: str) -> torch.Tensor:
-        """Return the triples of split ``train``, ``valid`` or ``test``."""
-        if name not in ("train", "valid", "test"):
-            raise ValueError(f"unknown split {name!r}; expected 'train', 'valid' or 'test'")
+        """Return the triples of split ``train``, ``valid``, ``test`` (or ``published_valid`` when it is set)."""
+        if name not in self.splits:
+            raise ValueError(f"unknown split {name!r}; expected one of {', '.join(map(repr, self.splits))}")
         return getattr(self, name)
 
     def split_source(self, name: str) -> str:
@@ -88,8 +97,8 @@ class KnowledgeGraph:
 
     @cached_property
     def all_known_triples(self) -> torch.Tensor:
-        """Unique triples of train, valid and test with reciprocals, shape ``(m, 3)``: what filtering removes."""
-        both = torch.cat([self.with_reciprocals(s) for s in ("train", "valid", "test")], dim=0)
+        """Unique triples of every split with reciprocals, shape ``(m, 3)``: what filtering removes."""
+        both = torch.cat([self.with_reciprocals(s) for s in self.splits], dim=0)
         return torch.unique(both, dim=0)
 
     @cached_property

@@ -11,7 +11,19 @@ import pandas as pd
 
 from imvia_core.errors import InputError
 
-__all__ = ["load_results", "results_frame", "collect_results", "run_label", "publish_run", "METRICS"]
+__all__ = [
+    "load_results",
+    "results_frame",
+    "collect_results",
+    "run_label",
+    "publish_run",
+    "rank_file_of",
+    "METRICS",
+    "RANK_SUFFIX",
+]
+
+#: suffix of a published rank file: ``results/<profile>/<dataset>/<name>.ranks.npz`` beside ``<name>.json``
+RANK_SUFFIX = ".ranks.npz"
 
 #: column name -> metric name of :class:`~imvia_core.evaluation.EvaluationResult`
 METRICS = {"MRR": "mrr", "H@1": "hits@1", "H@3": "hits@3", "H@10": "hits@10", "H@100": "hits@100"}
@@ -112,10 +124,23 @@ def collect_results(
 
 
 def publish_run(run_dir: str | Path, results_root: str | Path, *, name: str | None = None) -> Path:
-    """Copy ``run_dir/results.json`` to ``results_root/<dataset>/<name>.json`` (name from the run's label)."""
+    """Copy ``run_dir/results.json`` to ``results_root/<dataset>/<name>.json`` (name from the run's label).
+
+    The run's per-query rank file (``ranks.npz``), when it has one, goes beside it as ``<name>.ranks.npz``.
+    """
     data = load_results(Path(run_dir) / "results.json")
     label = name or run_label(data["config"]).lower().replace(" w/o ", "-no-").replace(", ", "-no-").replace(" ", "-")
     target = Path(results_root) / Path(data["dataset"]).name / f"{label}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(Path(run_dir) / "results.json", target)
+    ranks = Path(run_dir) / data.get("rank_file", "ranks.npz")
+    if ranks.is_file():
+        shutil.copyfile(ranks, target.with_name(f"{label}{RANK_SUFFIX}"))
     return target
+
+
+def rank_file_of(results_path: str | Path) -> Path | None:
+    """The rank file published beside ``results_path`` (``<name>.json`` -> ``<name>.ranks.npz``), or ``None``."""
+    path = Path(results_path)
+    candidate = path.with_name(path.stem + RANK_SUFFIX)
+    return candidate if candidate.is_file() else None

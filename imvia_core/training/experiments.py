@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from imvia_core.errors import ConfigError
-from imvia_core.training.config import TrainConfig, profile_config
+from imvia_core.training.config import LATER_FIELDS, TrainConfig, profile_config
 
 __all__ = ["VARIANTS", "TABLE_VARIANTS", "ABLATION_VARIANTS", "variant_config", "run_variant", "run_variants"]
 
@@ -45,8 +45,13 @@ def variant_config(variant: str, *, dataset: str, profile: str, **overrides: Any
 
 
 def _digest(config: TrainConfig) -> str:
+    """Eight hex digits of the configuration: the name of its cached run directory."""
     values = config.to_dict()
     values.pop("device", None)  # the same experiment on another device is the same experiment
+    defaults = TrainConfig()
+    for name in LATER_FIELDS:  # a default-valued later field leaves the digest of an older run unchanged
+        if values.get(name) == getattr(defaults, name):
+            values.pop(name, None)
     if config.dataset == "synthetic":  # the generator's settings are part of the experiment
         from dataclasses import asdict
 

@@ -143,7 +143,13 @@ def prepare_run(config: TrainConfig, *, graph: Any = None) -> RunContext:
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {config.device!r}: CUDA is not available on this machine; use --device cpu")
+    from imvia_core.data.selection import selection_graph
+
     graph = load_graph(config.dataset) if graph is None else graph
+    if graph.published_valid is None:  # not carved yet: the configuration's selection split
+        graph = selection_graph(
+            graph, split=config.selection_split, fraction=config.selection_fraction, seed=config.selection_seed
+        )
     features = resolve_features(config, graph)
     torch.manual_seed(config.seed)
     model_options = {
@@ -216,8 +222,14 @@ def _autocast(config: TrainConfig, device: torch.device):
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
-def evaluate_model(ctx: RunContext, split: str, *, branch: str = "final", progress: bool = True):
-    """Filtered ranking of ``split`` (both directions) with the model's ``branch`` score."""
+def evaluate_model(
+    ctx: RunContext, split: str, *, branch: str = "final", progress: bool = True, keep_ranks: bool = False
+):
+    """Filtered ranking of ``split`` (both directions) with the model's ``branch`` score.
+
+    :param split: ``train``, ``valid``, ``test``, or ``published_valid`` for a run that selects on a held-out split.
+    :param keep_ranks: keep the per-query ranks in the result (``result.ranks``).
+    """
     from imvia_core.evaluation import evaluate, relation_categories
 
     model, graph, cfg = ctx.model, ctx.graph, ctx.config
@@ -238,6 +250,7 @@ def evaluate_model(ctx: RunContext, split: str, *, branch: str = "final", progre
         device=ctx.device,
         relation_categories=relation_categories(graph.train, graph.num_relations),
         progress=progress,
+        keep_ranks=keep_ranks,
     )
     model.train()
     return result
@@ -514,15 +527,26 @@ def finish(
     progress: bool = True,
     skip_splits: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Evaluate the best checkpoint on valid and test (final score and every branch) and write ``results.json``."""
+    """Evaluate the best checkpoint on valid and test (final score and every branch) and write ``results.json``.
+
+    The realistic rank of every test and validation query goes to ``ranks.npz`` beside it
+    (:mod:`imvia_core.evaluation.rank_files`), written before ``results.json`` so that a finished run has both.
+    """
+    from imvia_core.evaluation.rank_files import RANK_FILE_NAME, save_rank_file, split_ranks
+
     best_path = run_dir / "best.pt"
     if not best_path.is_file() and state["epoch"] == 0:
         raise ImviaError(f"{run_dir}: no epoch was trained (epochs={ctx.config.epochs}); nothing to evaluate")
     best = load_checkpoint(best_path, map_location=ctx.device)
     ctx.model.load_state_dict(best["model"])
     cfg, graph = ctx.config, ctx.graph
-    valid = None if "valid" in skip_splits else evaluate_model(ctx, "valid", progress=progress)
-    test = None if "test" in skip_splits else evaluate_model(ctx, "test", progress=progress)
+    evaluated = {}
+    for split in ("valid", "test", "published_valid"):
+        if split in graph.splits and split not in skip_splits:
+            evaluated[split] = evaluate_model(ctx, split, progress=progress, keep_ranks=True)
+    valid, test = evaluated.get("valid"), evaluated.get("test")
+    if evaluated:
+        save_rank_file(run_dir / RANK_FILE_NAME, {s: split_ranks(graph.split(s), r) for s, r in evaluated.items()})
     branches = {}
     if test is not None:
         for branch in getattr(ctx.model, "branches", ("final",)):
@@ -545,15 +569,23 @@ def finish(
         "train_seconds": state["train_seconds"],
         "selection": selection,
         "skipped_splits": list(skip_splits),
+        "selection_split": graph.extra.get("selection_split", {"kind": "published"}),
         "valid": valid.to_dict() if valid is not None else None,
         "test": test.to_dict() if test is not None else None,
         "test_branches": branches,
+        "rank_file": RANK_FILE_NAME if evaluated else None,
         "hardware": describe_hardware(ctx.device),
         "git_commit": _git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if "stopped" in state:
         results["stopped"] = state["stopped"]
+    if "published_valid" in evaluated:  # selected on a held-out split: the published valid.txt is still reported
+        results["valid_published"] = evaluated["published_valid"].to_dict()
+        results["selection"] = (
+            "best MRR (realistic rank) on the held-out selection split carved from train.txt (results['valid']); "
+            "all test and published-validation metrics from that checkpoint"
+        )
     bad = non_finite_paths(results)
     if bad:
         raise ImviaError(
