@@ -18,6 +18,8 @@ __all__ = [
     "run_label",
     "publish_run",
     "rank_file_of",
+    "publish_name",
+    "split_publish_name",
     "METRICS",
     "RANK_SUFFIX",
 ]
@@ -35,7 +37,21 @@ _MODEL_NAMES = {
     "distmult": "DistMult",
     "complex": "ComplEx",
     "rotate": "RotatE",
+    "pairre": "PairRE",
 }
+
+
+def publish_name(variant: str, seed: int = 0) -> str:
+    """The file stem of a published run: ``<variant>`` for seed 0, ``<variant>-seed<N>`` for another seed."""
+    return variant if seed == 0 else f"{variant}-seed{seed}"
+
+
+def split_publish_name(stem: str) -> tuple[str, int | None]:
+    """``("imvia", 2)`` for ``imvia-seed2``; ``(stem, None)`` for a stem without a seed suffix."""
+    head, sep, tail = stem.rpartition("-seed")
+    if sep and head and tail.isdigit():
+        return head, int(tail)
+    return stem, None
 
 
 def run_label(config: dict) -> str:
@@ -76,6 +92,8 @@ def results_frame(paths: Iterable[str | Path], *, split: str = "test", rank_type
         row["best_epoch"] = data.get("best_epoch")
         row["epochs"] = data.get("epochs_trained")
         row["dim"] = data["config"].get("dim")
+        row["seed"] = data["config"].get("seed", 0)
+        row["selection_split"] = data["config"].get("selection_split", "published")
         hw = data.get("hardware", {})
         row["hardware"] = hw.get("gpu") or hw.get("cpu", "")
         rows.append(row)
@@ -92,9 +110,10 @@ def collect_results(
 ) -> pd.DataFrame:
     """:func:`results_frame` of every ``<results_root>/<profile>/<dataset>/<variant>.json``, with two more columns.
 
-    ``profile`` and ``variant`` come from the path (``profile`` is ``""`` for a file at ``<dataset>/<variant>.json``).
+    ``profile`` and ``variant`` come from the path (``profile`` is ``""`` for a file at ``<dataset>/<variant>.json``);
+    the variant of ``<variant>-seed<N>.json`` is ``<variant>`` (its seed is in the ``seed`` column).
 
-    :param variants: keep only these variant names (file stems), e.g. ``TABLE_VARIANTS``.
+    :param variants: keep only these variant names (file stems without a seed suffix), e.g. ``TABLE_VARIANTS``.
     :param datasets: keep only these datasets.
     :return: one row per file, sorted by dataset, profile and variant; an empty frame with the same columns when no
         file matches.
@@ -108,19 +127,20 @@ def collect_results(
         if len(parts) not in (2, 3):
             continue
         profile = parts[0] if len(parts) == 3 else ""
-        if wanted_variants is not None and path.stem not in wanted_variants:
+        variant, _ = split_publish_name(path.stem)
+        if wanted_variants is not None and variant not in wanted_variants:
             continue
         if wanted_datasets is not None and parts[-2] not in wanted_datasets:
             continue
-        found.append((profile, path.stem, path))
+        found.append((profile, variant, path))
     frame = results_frame([p for _, _, p in found], split=split, rank_type=rank_type)
     if frame.empty:
-        columns = ["dataset", "label", "source", *METRICS, "MR", "modalities", "best_epoch", "epochs", "dim"]
-        return pd.DataFrame(columns=[*columns, "hardware", "profile", "variant"])
+        columns = ["dataset", "label", "source", *METRICS, "MR", "modalities", "best_epoch", "epochs", "dim", "seed"]
+        return pd.DataFrame(columns=[*columns, "selection_split", "hardware", "profile", "variant"])
     by_source = {str(p): (profile, variant) for profile, variant, p in found}
     frame["profile"] = [by_source[s][0] for s in frame["source"]]
     frame["variant"] = [by_source[s][1] for s in frame["source"]]
-    return frame.sort_values(["dataset", "profile", "variant"]).reset_index(drop=True)
+    return frame.sort_values(["dataset", "profile", "variant", "seed"]).reset_index(drop=True)
 
 
 def publish_run(run_dir: str | Path, results_root: str | Path, *, name: str | None = None) -> Path:

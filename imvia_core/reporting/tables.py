@@ -1,4 +1,9 @@
-"""Table II: the paper's reported rows beside this project's reproduced ones, exported as Markdown and LaTeX."""
+"""Table II: the paper's reported rows beside this project's reproduced ones, exported as Markdown and LaTeX.
+
+:func:`table_ii` puts one number per cell (one run per row). :func:`seed_table` aggregates the runs of several seeds
+(mean, standard deviation, count) and adds paired p-values against IMVIA on the same test queries
+(:mod:`imvia_core.reporting.significance`); :func:`table_ii_long` lays that out beside the reported rows.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,18 @@ import pandas as pd
 
 from imvia_core.reporting.paper import DATASETS, TABLE_II, TABLE_II_METRICS
 
-__all__ = ["table_ii", "to_markdown", "to_latex", "export_table"]
+__all__ = [
+    "table_ii",
+    "to_markdown",
+    "to_latex",
+    "export_table",
+    "REFERENCE_VARIANT",
+    "seed_table",
+    "table_ii_long",
+    "long_to_markdown",
+    "long_to_latex",
+    "export_long_table",
+]
 
 
 def table_ii(
@@ -101,4 +117,166 @@ def export_table(table: pd.DataFrame, out_dir: str | Path, stem: str = "table2")
     paths["md"].write_text(to_markdown(table), encoding="utf-8")
     paths["tex"].write_text(to_latex(table), encoding="utf-8")
     table.to_csv(paths["csv"], float_format="%.4f")
+    return paths
+
+
+# ------------------------------------------------------------------------------------------- seeds and p-values
+#: the reference row of the paired tests: every other reproduced row of a dataset is compared with it
+REFERENCE_VARIANT = "imvia"
+
+
+def seed_table(
+    runs: pd.DataFrame,
+    *,
+    reference: str = REFERENCE_VARIANT,
+    metrics: tuple[str, ...] = TABLE_II_METRICS,
+    resamples: int = 10_000,
+) -> pd.DataFrame:
+    """One row per (dataset, profile, variant) of ``runs``: mean and standard deviation over seeds, and p-values.
+
+    :param runs: :func:`~imvia_core.reporting.results.collect_results` output (one row per published run, with the
+        ``seed``, ``variant`` and ``source`` columns).
+    :param reference: the variant every other row of the same dataset and profile is compared with.
+    :param resamples: bootstrap resamples of the paired test.
+    :return: columns ``dataset, profile, variant, label, modalities, seeds`` (how many), ``seed_list``, for each
+        metric ``m`` the mean ``m`` and the sample standard deviation ``m std`` (NaN for one seed), and
+        ``delta MRR`` (reference minus this row, percent points, from the paired queries), ``p wilcoxon`` and
+        ``p bootstrap`` (two-sided, on per-query reciprocal ranks of the test split averaged over seeds; NaN for
+        the reference row and where a rank file is missing).
+    """
+    from imvia_core.evaluation.rank_files import load_rank_file
+    from imvia_core.reporting.results import rank_file_of
+    from imvia_core.reporting.significance import compare_runs
+
+    columns = ["dataset", "profile", "variant", "label", "modalities", "seeds", "seed_list"]
+    columns += [c for m in metrics for c in (m, f"{m} std")] + ["delta MRR", "p wilcoxon", "p bootstrap"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+
+    def test_ranks(sources: list[str]) -> list | None:
+        files = [rank_file_of(s) for s in sources]
+        if any(f is None for f in files):
+            return None
+        loaded = [load_rank_file(f) for f in files]
+        return [x["test"] for x in loaded] if all("test" in x for x in loaded) else None
+
+    rows = []
+    for (dataset, profile, variant), group in runs.groupby(["dataset", "profile", "variant"], sort=True):
+        group = group.sort_values("seed")
+        row = {
+            "dataset": dataset,
+            "profile": profile,
+            "variant": variant,
+            "label": group["label"].iloc[0],
+            "modalities": group["modalities"].iloc[0] if "modalities" in group else "",
+            "seeds": len(group),
+            "seed_list": " ".join(str(int(s)) for s in group["seed"]),
+        }
+        for m in metrics:
+            values = group[m].astype(float)
+            row[m] = float(values.mean())
+            row[f"{m} std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+        row.update({"delta MRR": math.nan, "p wilcoxon": math.nan, "p bootstrap": math.nan})
+        ref = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["variant"] == reference)]
+        if variant != reference and not ref.empty:
+            mine, theirs = test_ranks(list(group["source"])), test_ranks(list(ref["source"]))
+            if mine is not None and theirs is not None:
+                result = compare_runs(theirs, mine, resamples=resamples)
+                row.update(
+                    {
+                        "delta MRR": 100.0 * result.mean_difference,
+                        "p wilcoxon": result.p_wilcoxon,
+                        "p bootstrap": result.p_bootstrap,
+                    }
+                )
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _pm(mean: float, std: float) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{mean:.2f}" if std is None or math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _p(value: float) -> str:
+    if value is None or math.isnan(value):
+        return "–"
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def table_ii_long(
+    seeds: pd.DataFrame,
+    *,
+    datasets: tuple[str, ...] | None = None,
+    metrics: tuple[str, ...] = TABLE_II_METRICS,
+    include_paper: bool = True,
+) -> pd.DataFrame:
+    """Table II, one line per (dataset, row): the paper's reported rows and this project's reproduced rows.
+
+    :param seeds: :func:`seed_table` output.
+    :return: columns ``dataset, status`` (``reported`` or ``reproduced``), ``model``, ``seeds``, each metric as text
+        (``mean ± std`` for a reproduced row of several seeds) and ``p`` (Wilcoxon, against IMVIA's reproduced row),
+        plus the numeric columns of ``seeds`` for reproduced rows. Sorted by dataset, then reported before
+        reproduced.
+    """
+    if datasets is None:
+        extra = [d for d in dict.fromkeys(seeds["dataset"]) if d not in DATASETS] if not seeds.empty else []
+        datasets = (*DATASETS, *extra)
+    lines = []
+    for ds in datasets:
+        if include_paper:
+            for model, per_dataset in TABLE_II.items():
+                if ds in per_dataset:
+                    values = dict(zip(TABLE_II_METRICS, per_dataset[ds]))
+                    line = {"dataset": ds, "status": "reported", "model": model, "seeds": "–", "p": "–"}
+                    line.update({m: _fmt(values.get(m)) for m in metrics})
+                    lines.append(line)
+        for _, row in seeds[seeds["dataset"] == ds].iterrows() if not seeds.empty else ():
+            name = f"{row['label']} ({row['modalities']})".replace(" ()", "")
+            if row["profile"]:
+                name += f" [{row['profile']}]"
+            line = {"dataset": ds, "status": "reproduced", "model": name, "seeds": str(int(row["seeds"]))}
+            line.update({m: _pm(row[m], row[f"{m} std"]) for m in metrics})
+            line["p"] = _p(row["p wilcoxon"])
+            lines.append(line)
+    return pd.DataFrame(lines, columns=["dataset", "status", "model", "seeds", *metrics, "p"])
+
+
+def long_to_markdown(table: pd.DataFrame) -> str:
+    """One Markdown table per dataset (a ``###`` heading each), columns as in :func:`table_ii_long`."""
+    out = []
+    headers = [c for c in table.columns if c != "dataset"]
+    for ds, part in table.groupby("dataset", sort=False):
+        out += [f"### {ds}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        out += ["| " + " | ".join(str(v) for v in row) + " |" for row in part[headers].itertuples(index=False)]
+        out.append("")
+    return "\n".join(out)
+
+
+def long_to_latex(table: pd.DataFrame, *, caption: str = "Link prediction results (filtered, %).") -> str:
+    """A ``table*`` with one block of lines per dataset; columns as in :func:`table_ii_long`."""
+    headers = [c for c in table.columns if c != "dataset"]
+    out = [r"\begin{table*}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}"]
+    out += [r"\begin{tabular}{" + "l" * 2 + "c" * (len(headers) - 2) + "}", r"\hline"]
+    out.append(" & ".join(_tex_escape(h) for h in headers) + r" \\")
+    for ds, part in table.groupby("dataset", sort=False):
+        out += [r"\hline", rf"\multicolumn{{{len(headers)}}}{{l}}{{\textit{{{_tex_escape(ds)}}}}} \\"]
+        for row in part[headers].itertuples(index=False):
+            out.append(" & ".join(_tex_escape(str(v)).replace("±", r"$\pm$") for v in row) + r" \\")
+    out += [r"\hline", r"\end{tabular}", r"\end{table*}"]
+    return "\n".join(out) + "\n"
+
+
+def export_long_table(
+    table: pd.DataFrame, seeds: pd.DataFrame, out_dir: str | Path, stem: str = "table2"
+) -> dict[str, Path]:
+    """Write ``<stem>.md``, ``<stem>.tex`` (from :func:`table_ii_long`) and ``<stem>.csv`` (the numbers of
+    :func:`seed_table`, one line per reproduced row) into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out / f"{stem}.md", "tex": out / f"{stem}.tex", "csv": out / f"{stem}.csv"}
+    paths["md"].write_text(long_to_markdown(table), encoding="utf-8")
+    paths["tex"].write_text(long_to_latex(table), encoding="utf-8")
+    seeds.to_csv(paths["csv"], index=False, float_format="%.6g")
     return paths

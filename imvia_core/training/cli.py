@@ -24,7 +24,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="imvia (default), or a structure-only baseline: tucker, transe, distmult, complex, rotate",
+        help="imvia (default), or a structure-only baseline: tucker, transe, distmult, complex, rotate, pairre",
     )
     p.add_argument(
         "--profile",
@@ -201,8 +201,12 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     names = groups.get(args.variants) or tuple(v.strip() for v in args.variants.split(",") if v.strip())
     overrides = {"device": args.device} if args.device else {}
     for name in names:
-        results = run_variant(name, dataset=args.dataset, profile=args.profile, **overrides)
-        print(json.dumps({"variant": name, "run_dir": results["run_dir"], "test": _headline(results["test"])}))
+        for seed in args.seeds:
+            results = run_variant(name, dataset=args.dataset, profile=args.profile, seed=seed, **overrides)
+            line = {"variant": name, "seed": seed, "run_dir": results["run_dir"]}
+            for split in ("test", "valid"):
+                line[split] = _headline(results[split]) if results.get(split) else None
+            print(json.dumps(line))
     return 0
 
 
@@ -271,6 +275,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="table",
         help="comma-separated variant names, or 'table' (imvia, tucker) or 'ablation' (imvia and its four "
         "ablations) or 'all'",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0],
+        metavar="SEED",
+        help="train one run per seed (default: 0); seed 0 is published as results/<profile>/<dataset>/<variant>.json, "
+        "seed N as <variant>-seedN.json, each with its per-query rank file <...>.ranks.npz",
     )
     p.add_argument("--device", help="cpu, cuda:0, ...")
     p.set_defaults(func=_cmd_experiment)

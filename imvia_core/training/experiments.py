@@ -4,20 +4,37 @@ A variant is a model name plus configuration overrides. :func:`run_variant` trai
 ``runs_root/<profile>/<dataset>/<variant>-<hash>`` where ``hash`` is a digest of the full configuration, so the
 same configuration is trained once and later calls (a notebook re-executed, the test suite, the Makefile) read the
 finished ``results.json``; an interrupted run is resumed. Each finished run is also copied to
-``results/<dataset>/<variant>.json`` (see :func:`~imvia_core.reporting.results.publish_run`).
+``results/<profile>/<dataset>/<variant>.json`` (``<variant>-seed<N>.json`` for a seed other than 0) with its
+per-query rank file (see :func:`~imvia_core.reporting.results.publish_run`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from imvia_core.errors import ConfigError
+from imvia_core.reporting.results import publish_name, split_publish_name
 from imvia_core.training.config import LATER_FIELDS, TrainConfig, profile_config
 
-__all__ = ["VARIANTS", "TABLE_VARIANTS", "ABLATION_VARIANTS", "variant_config", "run_variant", "run_variants"]
+__all__ = [
+    "VARIANTS",
+    "TABLE_VARIANTS",
+    "ABLATION_VARIANTS",
+    "SETTINGS_OF",
+    "variant_config",
+    "publish_name",
+    "split_publish_name",
+    "run_variant",
+    "run_variants",
+    "run_seeds",
+]
+
+#: key of a variant entry: take the profile's settings of that model, then switch to the variant's model
+SETTINGS_OF = "settings_of"
 
 #: variant name -> overrides of the profile configuration
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -29,19 +46,30 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # the relation-aware gate of Eq. 7 where a profile averages the branches uniformly (the synthetic profiles)
     "imvia-gated": {"model": "imvia", "decision_fusion": "gated"},
     "tucker": {"model": "tucker"},
+    # TuckER trained exactly like IMVIA's structure branch: the profile's IMVIA settings (epochs, batch, dim, lr and
+    # its decay, dropouts, evaluation schedule), only the model changed
+    "tucker-as-imvia": {"model": "tucker", SETTINGS_OF: "imvia"},
     "transe": {"model": "transe"},
     "distmult": {"model": "distmult"},
     "complex": {"model": "complex"},
     "rotate": {"model": "rotate"},
+    "pairre": {"model": "pairre"},
 }
 TABLE_VARIANTS = ("imvia", "tucker")
 ABLATION_VARIANTS = ("imvia", "imvia-no-structure", "imvia-no-visual", "imvia-no-text", "imvia-no-joint")
 
 
 def variant_config(variant: str, *, dataset: str, profile: str, **overrides: Any) -> TrainConfig:
+    """The configuration of ``variant`` under ``profile`` for ``dataset``, with ``overrides`` applied last."""
     if variant not in VARIANTS:
         raise ConfigError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    return profile_config(profile, dataset, **{**VARIANTS[variant], **overrides})
+    entry = dict(VARIANTS[variant])
+    settings_of = entry.pop(SETTINGS_OF, None)
+    if settings_of is None:
+        return profile_config(profile, dataset, **{**entry, **overrides})
+    model = overrides.pop("model", None) or entry.pop("model")
+    borrowed = profile_config(profile, dataset, **{**entry, **overrides, "model": settings_of})
+    return TrainConfig.from_dict({**borrowed.to_dict(), "model": model}, source=f"variant {variant!r}")
 
 
 def _digest(config: TrainConfig) -> str:
@@ -87,10 +115,16 @@ def run_variant(
         results = json.loads(results_file.read_text(encoding="utf-8"))
     else:
         results = train(config, run_dir, resume=(run_dir / "config.json").is_file(), progress=progress)
-    publish_run(run_dir, Path(results_root) if results_root is not None else results_dir() / profile, name=variant)
+    target = Path(results_root) if results_root is not None else results_dir() / profile
+    publish_run(run_dir, target, name=publish_name(variant, config.seed))
     return {**results, "run_dir": str(run_dir)}
 
 
 def run_variants(variants, **kwargs: Any) -> dict[str, dict[str, Any]]:
     """:func:`run_variant` for each name in ``variants``; returns ``{variant: results}``."""
     return {v: run_variant(v, **kwargs) for v in variants}
+
+
+def run_seeds(variant: str, seeds: Iterable[int], **kwargs: Any) -> dict[int, dict[str, Any]]:
+    """:func:`run_variant` once per seed (published as :func:`publish_name`); returns ``{seed: results}``."""
+    return {int(s): run_variant(variant, **{**kwargs, "seed": int(s)}) for s in seeds}

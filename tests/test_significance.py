@@ -1,0 +1,133 @@
+"""Paired significance tests against brute-force references, and the Table II builder with seeds and p-values."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+from imvia_core.errors import InputError
+from imvia_core.evaluation.rank_files import SplitRanks, save_rank_file
+from imvia_core.reporting.paper import TABLE_II
+from imvia_core.reporting.results import collect_results, publish_name, split_publish_name
+from imvia_core.reporting.significance import (
+    compare_runs,
+    paired_bootstrap,
+    paired_reciprocal_ranks,
+    wilcoxon_signed_rank,
+)
+from imvia_core.reporting.tables import export_long_table, seed_table, table_ii_long
+
+
+def _brute_wilcoxon(d: np.ndarray) -> float:
+    """Exact two-sided p-value by enumerating every sign assignment of the ranks of |d| (no ties, no zeros)."""
+    ranks = np.argsort(np.argsort(np.abs(d))) + 1
+    observed = ranks[d > 0].sum()
+    totals = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product((0, 1), repeat=d.size)]
+    totals = np.array(totals)
+    return min(1.0, 2 * min(np.mean(totals <= observed), np.mean(totals >= observed)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wilcoxon_equals_the_exact_enumeration(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, 9)
+    y = x - rng.normal(0.1 * seed, 0.2, 9)
+    assert wilcoxon_signed_rank(x, y) == pytest.approx(_brute_wilcoxon(x - y), abs=1e-12)
+    assert wilcoxon_signed_rank(x, x) == 1.0
+
+
+def test_bootstrap_approaches_the_exact_bootstrap_distribution() -> None:
+    d = np.array([0.3, -0.1, 0.05, 0.2])
+    means = np.array([d[list(idx)].mean() for idx in itertools.product(range(d.size), repeat=d.size)])
+    exact = min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0)))
+    estimate = paired_bootstrap(d, np.zeros_like(d), resamples=200_000, seed=1)
+    assert estimate == pytest.approx(exact, abs=0.01)
+    assert paired_bootstrap(d, np.zeros_like(d), resamples=1000, seed=3) == paired_bootstrap(
+        d, np.zeros_like(d), resamples=1000, seed=3
+    )
+
+
+def _split(triples: np.ndarray, ranks: np.ndarray) -> SplitRanks:
+    return SplitRanks(triples=triples, ranks=ranks)
+
+
+def test_pairing_averages_seeds_and_refuses_other_queries() -> None:
+    triples = np.array([[0, 0, 1], [1, 0, 2]])
+    a = [_split(triples, np.array([[1.0, 2.0], [4.0, 1.0]])), _split(triples, np.array([[1.0, 1.0], [2.0, 1.0]]))]
+    b = [_split(triples, np.array([[2.0, 2.0], [1.0, 1.0]]))]
+    x, y = paired_reciprocal_ranks(a, b)
+    assert x.tolist() == [1.0, 0.75, 0.375, 1.0] and y.tolist() == [0.5, 0.5, 1.0, 1.0]
+    with pytest.raises(InputError):
+        paired_reciprocal_ranks(a, [_split(triples[::-1], np.ones((2, 2)))])
+    assert compare_runs(a, b).queries == 4
+
+
+def test_publish_names() -> None:
+    assert publish_name("imvia", 0) == "imvia" and publish_name("tucker", 2) == "tucker-seed2"
+    assert split_publish_name("tucker-seed2") == ("tucker", 2)
+    assert split_publish_name("imvia-no-text") == ("imvia-no-text", None)
+
+
+def _fake_run(root, dataset, variant, model, seed, ranks, triples):
+    """A published results file (test metrics from ``ranks``) and its rank file."""
+    rr = 1.0 / ranks.reshape(-1)
+    metrics = {"count": int(rr.size), "mrr": float(rr.mean()), "mr": float(ranks.mean())}
+    metrics.update({f"hits@{k}": float(np.mean(ranks.reshape(-1) <= k)) for k in (1, 3, 10, 100)})
+    result = {"filtered": True, "ks": [1, 3, 10, 100], "metrics": {"realistic": {"overall": metrics}}}
+    config = {"model": model, "seed": seed}
+    folder = root / "cpu" / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = publish_name(variant, seed)
+    data = {"dataset": dataset, "config": config, "test": result, "modalities": {"structure": True, "text": True}}
+    (folder / f"{stem}.json").write_text(json.dumps(data))
+    save_rank_file(folder / f"{stem}.ranks.npz", {"test": SplitRanks(triples, ranks)})
+    return metrics
+
+
+def test_seed_table_means_stds_and_p_values(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    n = 40
+    triples = rng.integers(0, 30, (n, 3))
+    imvia = [rng.integers(1, 8, (2, n)).astype(float) for _ in range(3)]
+    tucker = [rng.integers(2, 12, (2, n)).astype(float) for _ in range(2)]
+    m_imvia = [_fake_run(tmp_path, "MKG-Y", "imvia", "imvia", s, r, triples) for s, r in enumerate(imvia)]
+    m_tucker = [_fake_run(tmp_path, "MKG-Y", "tucker", "tucker", s, r, triples) for s, r in enumerate(tucker)]
+    runs = collect_results(tmp_path)
+    assert sorted(runs["variant"]) == ["imvia"] * 3 + ["tucker"] * 2
+    table = seed_table(runs, resamples=2000).set_index("variant")
+    assert table.loc["imvia", "seeds"] == 3 and table.loc["tucker", "seeds"] == 2
+    assert table.loc["imvia", "seed_list"] == "0 1 2"
+    mrr = [100 * m["mrr"] for m in m_imvia]
+    assert table.loc["imvia", "MRR"] == pytest.approx(np.mean(mrr))
+    assert table.loc["imvia", "MRR std"] == pytest.approx(np.std(mrr, ddof=1))
+    assert table.loc["tucker", "MRR"] == pytest.approx(np.mean([100 * m["mrr"] for m in m_tucker]))
+    assert math.isnan(table.loc["imvia", "p wilcoxon"])  # the reference row
+    x = np.mean([1 / r.reshape(-1) for r in imvia], axis=0)
+    y = np.mean([1 / r.reshape(-1) for r in tucker], axis=0)
+    assert table.loc["tucker", "p wilcoxon"] == pytest.approx(wilcoxon_signed_rank(x, y))
+    assert table.loc["tucker", "delta MRR"] == pytest.approx(100 * np.mean(x - y))
+    assert 0 <= table.loc["tucker", "p bootstrap"] <= 1
+
+    long = table_ii_long(seed_table(runs, resamples=500))
+    reproduced = long[long["status"] == "reproduced"].set_index("model")
+    assert len(long[long["status"] == "reported"]) == sum(len(v) for v in TABLE_II.values())
+    assert reproduced.loc["IMVIA (S+T) [cpu]", "seeds"] == "3"
+    assert " ± " in reproduced.loc["IMVIA (S+T) [cpu]", "MRR"] and reproduced.loc["IMVIA (S+T) [cpu]", "p"] == "–"
+    assert reproduced.loc["TuckER (S+T) [cpu]", "p"] != "–"
+    paths = export_long_table(long, seed_table(runs, resamples=500), tmp_path / "fig")
+    md = paths["md"].read_text()
+    assert "### MKG-Y" in md and "| reproduced | IMVIA (S+T) [cpu] | 3 |" in md
+    assert r"\pm" in paths["tex"].read_text() and paths["csv"].read_text().count("\n") == 3
+
+
+def test_a_row_without_rank_files_has_no_p_value(tmp_path) -> None:
+    triples = np.array([[0, 0, 1]])
+    _fake_run(tmp_path, "DB15K", "imvia", "imvia", 0, np.array([[1.0], [2.0]]), triples)
+    _fake_run(tmp_path, "DB15K", "tucker", "tucker", 0, np.array([[1.0], [3.0]]), triples)
+    (tmp_path / "cpu" / "DB15K" / "tucker.ranks.npz").unlink()
+    table = seed_table(collect_results(tmp_path)).set_index("variant")
+    assert math.isnan(table.loc["tucker", "p wilcoxon"]) and math.isnan(table.loc["tucker", "MRR std"])
