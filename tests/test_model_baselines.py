@@ -152,3 +152,33 @@ def test_rotate_distance_gradcheck_float64():
     inputs = [torch.randn(n, 3, dtype=torch.float64, requires_grad=True) for n in (4, 4, 5, 5)]
     for block in (7, 1 << 10):  # many small blocks, and one block
         assert torch.autograd.gradcheck(lambda *x, b=block: _RotateDistance.apply(*x, b), inputs)
+
+
+def test_pairre_blocks_match_naive_and_gradients():
+    from imvia_core.model import PairRE
+
+    torch.manual_seed(0)
+    model = PairRE(num_entities=E, num_relations=R, config=BaselineConfig(dim=6, gamma=3.0, chunk_elements=30))
+    h, r = _queries()
+    unit = torch.nn.functional.normalize
+    r_head, r_tail = model.relation_embeddings(r).chunk(2, dim=-1)
+    hn, tn = unit(model.entity_embeddings(h), dim=-1), unit(model.entity_embeddings.weight, dim=-1)
+    naive = 3.0 - ((hn * r_head).unsqueeze(1) - r_tail.unsqueeze(1) * tn.unsqueeze(0)).abs().sum(-1)
+    scores = model.score_all(h, r)
+    torch.testing.assert_close(scores, naive, rtol=1e-5, atol=1e-5)
+    weights = torch.randn(scores.shape)
+    (scores * weights).sum().backward()
+    grads = [p.grad.clone() for p in (model.entity_embeddings.weight, model.relation_embeddings.weight)]
+    model.zero_grad()
+    (naive * weights).sum().backward()
+    for got, p in zip(grads, (model.entity_embeddings.weight, model.relation_embeddings.weight)):
+        torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_pair_distance_gradcheck_float64():
+    from imvia_core.model.baselines import _PairDistance
+
+    torch.manual_seed(0)
+    inputs = [torch.randn(n, 3, dtype=torch.float64, requires_grad=True) for n in (4, 4, 5)]
+    for block in (7, 1 << 10):
+        assert torch.autograd.gradcheck(lambda *x, b=block: _PairDistance.apply(*x, b), inputs)

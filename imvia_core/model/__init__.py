@@ -2,7 +2,7 @@
 
 from imvia_core.model.alignment import ContrastiveAlignment, symmetric_contrastive_loss
 from imvia_core.model.base import KGCModel
-from imvia_core.model.baselines import BaselineConfig, ComplEx, DistMult, RotatE, TransE, TuckER
+from imvia_core.model.baselines import BaselineConfig, ComplEx, DistMult, PairRE, RotatE, TransE, TuckER
 from imvia_core.model.disentangle import GaussianCLUB, ModalityCLUB, ViewCLUB
 from imvia_core.model.factory import MODEL_NAMES, build_model
 from imvia_core.model.fusion import FusionOutput, MultiViewFusion
@@ -27,6 +27,7 @@ __all__ = [
     "MODEL_NAMES",
     "ModalityCLUB",
     "MultiViewFusion",
+    "PairRE",
     "RelationAwareDecisionFusion",
     "RelationGroups",
     "RotatE",

@@ -8,7 +8,16 @@ from typing import Any
 from imvia_core.errors import ConfigError, InputError
 from imvia_core.features.types import ModalityFeatures
 from imvia_core.model.base import KGCModel
-from imvia_core.model.baselines import BaselineConfig, ComplEx, DistMult, RotatE, StructuralModel, TransE, TuckER
+from imvia_core.model.baselines import (
+    BaselineConfig,
+    ComplEx,
+    DistMult,
+    PairRE,
+    RotatE,
+    StructuralModel,
+    TransE,
+    TuckER,
+)
 from imvia_core.model.imvia import IMVIA, IMVIAConfig
 
 __all__ = ["MODEL_NAMES", "build_model"]
@@ -18,6 +27,7 @@ _BASELINES: dict[str, type[StructuralModel]] = {
     "distmult": DistMult,
     "complex": ComplEx,
     "rotate": RotatE,
+    "pairre": PairRE,
     "tucker": TuckER,
 }
 

@@ -20,7 +20,7 @@ from imvia_core.errors import ConfigError
 
 __all__ = ["TrainConfig", "PROFILES", "BATCH_ORDERS", "LATER_FIELDS", "profile_config", "differences"]
 
-MODELS = ("imvia", "tucker", "transe", "distmult", "complex", "rotate")
+MODELS = ("imvia", "tucker", "transe", "distmult", "complex", "rotate", "pairre")
 
 
 #: values of ``TrainConfig.batch_order`` (see there)
