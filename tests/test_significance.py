@@ -131,3 +131,27 @@ def test_a_row_without_rank_files_has_no_p_value(tmp_path) -> None:
     (tmp_path / "cpu" / "DB15K" / "tucker.ranks.npz").unlink()
     table = seed_table(collect_results(tmp_path)).set_index("variant")
     assert math.isnan(table.loc["tucker", "p wilcoxon"]) and math.isnan(table.loc["tucker", "MRR std"])
+
+
+def test_seeds_are_published_apart_with_their_rank_files(tmp_path) -> None:
+    from imvia_core.training.experiments import run_seeds
+
+    out = run_seeds(
+        "tucker", [1], dataset="synthetic", profile="ci", runs_root=tmp_path / "runs",
+        results_root=tmp_path / "results", progress=False, epochs=1, dim=8,
+    )  # fmt: skip
+    assert [r["config"]["seed"] for r in out.values()] == [1]
+    names = sorted(p.name for p in (tmp_path / "results" / "synthetic").iterdir())
+    assert names == ["tucker-seed1.json", "tucker-seed1.ranks.npz"]  # seed 0 would be tucker.json
+    runs = collect_results(tmp_path / "results")
+    assert list(runs["variant"]) == ["tucker"] and list(runs["seed"]) == [1]
+
+
+def test_tucker_as_imvia_takes_imvias_settings() -> None:
+    from imvia_core.training.experiments import variant_config
+
+    borrowed = variant_config("tucker-as-imvia", dataset="MKG-Y", profile="cpu").to_dict()
+    imvia = variant_config("imvia", dataset="MKG-Y", profile="cpu").to_dict()
+    assert borrowed["model"] == "tucker"
+    assert {k: v for k, v in borrowed.items() if k != "model"} == {k: v for k, v in imvia.items() if k != "model"}
+    assert variant_config("tucker", dataset="MKG-Y", profile="cpu").batch_size != borrowed["batch_size"]
