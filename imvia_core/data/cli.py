@@ -54,11 +54,13 @@ _OVERLAP_COLUMNS = {
     "valid_in_test": "valid in test",
     "test_distinct": "test distinct",
     "test_in_train": "test in train",
+    "heldout": "held out (5%)",
+    "kept": "train lines kept",
 }
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from imvia_core.data.selection import split_overlaps
+    from imvia_core.data.selection import carve_selection_split, split_overlaps
 
     rows, overlaps = [], []
     warnings: list[str] = []
@@ -69,10 +71,15 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         warnings += [f"warning: {graph.split_source(split)}: no triples" for split in graph.empty_splits()]
         if args.overlaps:
             counts = split_overlaps(graph)
+            carved = carve_selection_split(graph).extra["selection_split"]
+            counts.update(heldout=carved["heldout_triples"], kept=carved["train_lines_kept"])
             overlaps.append([graph.name, *(str(counts[c]) for c in _OVERLAP_COLUMNS)])
     print(format_table(["dataset", *_STAT_COLUMNS], rows))
     if args.overlaps:
-        print("\noverlaps between the published splits (distinct triples, except 'valid lines in train'):")
+        print(
+            "\noverlaps between the published splits (distinct triples, except 'valid lines in train'), and the "
+            "held-out selection split (--selection-split heldout, default fraction and seed):"
+        )
         print(format_table(["dataset", *_OVERLAP_COLUMNS.values()], overlaps))
     for line in warnings:
         print(line, file=sys.stderr)
@@ -146,7 +153,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--overlaps",
         action="store_true",
         help="also count the triples the published splits share (distinct valid triples, how many of them are in "
-        "train and in test, test triples in train)",
+        "train and in test, test triples in train) and the size of the held-out selection split",
     )
     stats.set_defaults(func=_cmd_stats)
 
