@@ -54,7 +54,9 @@ def _rows(profile_dir: Path) -> list[tuple[str, str, dict]]:
 
 def _table(rows: list[tuple[str, str, dict]], *, minutes: bool) -> list[str]:
     branches = [b for b in _BRANCHES if any(b in data.get("test_branches", {}) for _, _, data in rows)]
+    published = any(data.get("valid_published") for _, _, data in rows)  # selected on a held-out split
     header = ["dataset", "variant", "modalities", "test MRR", "H@1", "H@10", "valid MRR"]
+    header += ["published valid MRR"] if published else []
     header += [_BRANCHES[b] for b in branches] + ["best / trained epochs"] + (["train min"] if minutes else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for dataset, variant, data in rows:
@@ -62,6 +64,8 @@ def _table(rows: list[tuple[str, str, dict]], *, minutes: bool) -> list[str]:
         modalities = "+".join(m[0].upper() for m, on in data.get("modalities", {}).items() if on) or "S"
         cells = [dataset, variant, modalities, _fmt(_mrr(test)), _fmt(_hits(test, 1)), _fmt(_hits(test, 10))]
         cells.append(_fmt(_mrr(data.get("valid"))))
+        if published:
+            cells.append(_fmt(_mrr(data.get("valid_published"))))
         cells += [_fmt(_mrr(data.get("test_branches", {}).get(b))) for b in branches]
         cells.append(f"{data.get('best_epoch')} / {data.get('epochs_trained')}")
         if minutes:
@@ -83,7 +87,14 @@ def render_block(results_root: str | Path | None = None) -> str:
         parts.append("")
         parts.append(
             f"`{profile.name}` profile (`results/{profile.name}/`; test metrics in %, filtered, realistic ranks, from "
-            'the validation-selected checkpoint; "X alone": the score of one branch of the same checkpoint):'
+            'the validation-selected checkpoint; "X alone": the score of one branch of the same checkpoint'
+            + (
+                '; "valid MRR" is the split selected on: the held-out part of train.txt where a '
+                '"published valid MRR" is given, the published valid.txt otherwise'
+                if any(data.get("valid_published") for _, _, data in rows)
+                else ""
+            )
+            + "):"
         )
         parts.append("")
         parts += _table(rows, minutes=profile.name != "ci")
