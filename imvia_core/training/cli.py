@@ -78,6 +78,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:0, mps ... (default: cpu)")
     p.add_argument("--cuda", type=int, metavar="N", help="same as --device cuda:N (the upstream spelling)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 mixed precision on CUDA")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        help="fp32 (default), or bf16 autocast for the training forward GEMMs on a CPU with AVX-512-BF16 or AMX "
+        "(detected; an error elsewhere); losses, softmaxes and Adam states stay fp32, evaluation scores in fp32",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument(
         "--skip-split",
@@ -119,6 +125,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "mi_between": args.mi_between,
         "device": f"cuda:{args.cuda}" if args.cuda is not None else args.device,
         "seed": args.seed,
+        "precision": args.precision,
     }
     if args.no_amp:
         flags["amp"] = False

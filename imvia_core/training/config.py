@@ -29,7 +29,7 @@ BATCH_ORDERS = ("random", "relation")
 
 #: fields added after runs were first cached: a configuration that leaves them at their defaults is the experiment
 #: it was before they existed (the run-cache digest of :mod:`imvia_core.training.experiments` leaves them out)
-LATER_FIELDS = ("selection_split", "selection_fraction", "selection_seed")
+LATER_FIELDS = ("selection_split", "selection_fraction", "selection_seed", "precision")
 
 
 @dataclass
@@ -80,7 +80,12 @@ class TrainConfig:
     eval_batch_size: int = 2048
     max_grad_norm: float = 0.0
     device: str = "cpu"
+    #: bf16 autocast on CUDA (the default there); on a CPU see ``precision``
     amp: bool = True
+    #: ``"fp32"`` or ``"bf16"``: bf16 autocast for the training forward GEMMs on a CPU with AVX-512-BF16 or AMX (and
+    #: on CUDA); losses, softmaxes and optimiser states stay float32, evaluation scores in float32 (see
+    #: :mod:`imvia_core.training.precision`)
+    precision: str = "fp32"
     seed: int = 0
     #: extra options passed to the model factory unchanged
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +135,8 @@ class TrainConfig:
             add("selection_split", f"selection_split must be 'published' or 'heldout', got {self.selection_split!r}")
         if not 0 < self.selection_fraction <= 0.5:
             add("selection_fraction", f"selection_fraction must be in (0, 0.5], got {self.selection_fraction}")
+        if self.precision not in ("fp32", "bf16"):
+            add("precision", f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.mi_between not in ("modalities", "views"):
             add("mi_between", f"mi_between must be 'modalities' or 'views', got {self.mi_between!r}")
         try:

@@ -44,6 +44,7 @@ from imvia_core.training.checkpoint import (
     save_checkpoint,
 )
 from imvia_core.training.config import TrainConfig, differences
+from imvia_core.training.precision import check_precision, cpu_bf16_support, training_autocast
 
 __all__ = [
     "train",
@@ -196,6 +197,8 @@ def describe_hardware(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "allocator": allocator_state(),
     }
+    if device.type == "cpu":
+        info["cpu_bf16"], info["cpu_bf16_source"] = cpu_bf16_support()
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -216,9 +219,7 @@ def _git_commit() -> str | None:
 
 
 def _autocast(config: TrainConfig, device: torch.device):
-    if config.amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    return training_autocast(config.precision, device, amp=config.amp)
 
 
 # --------------------------------------------------------------------------------------------------- evaluation
@@ -338,6 +339,7 @@ def train(
                 "with the same one, or start a new run directory"
             )
 
+    check_precision(config.precision, torch.device(config.device))  # before anything is written
     ctx = prepare_run(config, graph=graph)
     check_splits(ctx.graph, skip_splits)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,111 @@
+"""bf16 training on a CPU (``TrainConfig.precision``): detection, the step against float32, ranks in float32."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from imvia_core.errors import ConfigError
+from imvia_core.training import precision
+from imvia_core.training.config import profile_config
+from imvia_core.training.experiments import _digest
+from imvia_core.training.trainer import evaluate_model, prepare_run, train
+
+#: the tolerance of one bf16 training step against float32 (8 significant bits in the GEMM inputs, sums in float32)
+LOSS_RTOL = 2e-2
+GRAD_COSINE = 0.99
+
+
+def _cfg(**overrides):
+    return profile_config("ci", "synthetic", dim=16, **overrides)
+
+
+def test_detection_never_assumes(monkeypatch) -> None:
+    ok, why = precision.cpu_bf16_support()
+    assert isinstance(ok, bool) and why
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: (False, "no avx512_bf16 here"))
+    with pytest.raises(ConfigError, match="AVX-512-BF16 or AMX .*no avx512_bf16 here"):
+        precision.check_precision("bf16", torch.device("cpu"))
+    precision.check_precision("fp32", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="precision"):
+        _cfg(precision="fp16")
+
+
+def test_fp32_default_keeps_run_names() -> None:
+    """The default precision leaves the configuration digest (and so the run directories) as before the option."""
+    from imvia_core.training.config import LATER_FIELDS
+
+    cfg = _cfg()
+    assert cfg.precision == "fp32" and "precision" in LATER_FIELDS
+    assert _digest(cfg) != _digest(dataclasses.replace(cfg, precision="bf16"))
+
+
+def test_bf16_training_step_is_close_to_fp32() -> None:
+    """The same batch, the same weights: loss within LOSS_RTOL, every parameter gradient within GRAD_COSINE."""
+    ctx = prepare_run(_cfg())
+    model = ctx.model
+    model.train()
+    g = torch.Generator().manual_seed(0)
+    heads = torch.randint(0, ctx.graph.num_entities, (64,), generator=g)
+    relations = torch.randint(0, ctx.graph.num_relations_with_reciprocals, (64,), generator=g)
+    targets = (torch.rand(64, ctx.graph.num_entities, generator=g) < 0.01).float()
+
+    def step(bf16: bool):
+        torch.manual_seed(1)  # the same dropout masks
+        model.zero_grad(set_to_none=True)
+        with precision.training_autocast("bf16" if bf16 else "fp32", torch.device("cpu")):
+            loss, _ = model.training_loss(heads, relations, targets)
+        loss.backward()
+        grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        return loss.detach(), grads
+
+    loss32, grads32 = step(False)
+    loss16, grads16 = step(True)
+    assert loss16.dtype == torch.float32  # the loss itself is computed in float32
+    assert torch.allclose(loss16, loss32, rtol=LOSS_RTOL), (float(loss16), float(loss32))
+    assert grads16.keys() == grads32.keys()
+    for name, g32 in grads32.items():
+        g16 = grads16[name]
+        assert g16.dtype == torch.float32, name  # parameters and their gradients stay float32
+        if g32.norm() > 1e-8:
+            cos = torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0)
+            assert cos > GRAD_COSINE, (name, float(cos))
+
+
+def test_bf16_run_evaluates_in_float32(tmp_path) -> None:
+    """A short bf16 run trains; its evaluation ranks equal those of the same weights evaluated as an fp32 run,
+    even with bf16 autocast active around the evaluation."""
+    cfg = _cfg(precision="bf16", epochs=1, eval_every=1, batch_size=1024, dim=8)
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["config"]["precision"] == "bf16"
+    assert result["valid"]["metrics"]["realistic"]["overall"]["mrr"] > 0
+    ctx16 = prepare_run(cfg)
+    ctx16.model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"])
+    ctx32 = dataclasses.replace(ctx16, config=dataclasses.replace(cfg, precision="fp32"))
+
+    def ranks(ctx):
+        from imvia_core.evaluation import evaluate, relation_categories
+
+        return evaluate(
+            lambda h, r: ctx.model.score_all(h, r),
+            ctx.graph.split("valid"),
+            num_entities=ctx.graph.num_entities,
+            num_relations=ctx.graph.num_relations,
+            filter_index=ctx.graph.filter_index,
+            relation_categories=relation_categories(ctx.graph.train, ctx.graph.num_relations),
+            progress=False,
+            keep_ranks=True,
+        ).ranks
+
+    ctx16.model.eval()
+    with torch.no_grad():
+        reference = ranks(ctx32)
+        with precision.training_autocast("bf16", torch.device("cpu")):
+            under_autocast = ranks(ctx16)
+    for kind in ("optimistic", "pessimistic", "realistic"):
+        assert torch.equal(reference[kind], under_autocast[kind]), kind
+    assert evaluate_model(ctx16, "valid", progress=False).metric("mrr") == pytest.approx(
+        evaluate_model(ctx32, "valid", progress=False).metric("mrr"), abs=0
+    )
