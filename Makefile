@@ -10,7 +10,7 @@ export IMVIA_DATA_MIRROR ?= $(abspath ../shared/datasets)
 endif
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo notebooks test env lint bench clean-env
+.PHONY: demo notebooks test env lint bench bench-compare clean-env
 
 env: $(STAMP)
 
@@ -41,6 +41,12 @@ lint: $(STAMP)
 # glibc otherwise returns large blocks to the kernel after every batch (see bench/README.md)
 bench: $(STAMP)
 	MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 $(PY) -m imvia_core.bench $(BENCH_ARGS)
+
+# the authors' code and this project's benchmark back to back, one table of ratios (see bench/README.md):
+#   make bench-compare UPSTREAM=path/to/ICASSP2025_IMVIA_Code BENCH_ARGS="--threads 2"
+bench-compare: $(STAMP)
+	@test -n "$(UPSTREAM)" || { echo "usage: make bench-compare UPSTREAM=path/to/ICASSP2025_IMVIA_Code" >&2; exit 2; }
+	$(PY) bench/upstream.py compare --upstream $(UPSTREAM) $(BENCH_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

@@ -19,7 +19,7 @@ GRAD_COSINE = 0.99
 
 
 def _cfg(**overrides):
-    return profile_config("ci", "synthetic", dim=16, **overrides)
+    return profile_config("ci", "synthetic", **{"dim": 16, **overrides})
 
 
 def test_detection_never_assumes(monkeypatch) -> None:
