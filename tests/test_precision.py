@@ -109,3 +109,31 @@ def test_bf16_run_evaluates_in_float32(tmp_path) -> None:
     assert evaluate_model(ctx16, "valid", progress=False).metric("mrr") == pytest.approx(
         evaluate_model(ctx32, "valid", progress=False).metric("mrr"), abs=0
     )
+
+
+def test_fused_loss_gemms_in_bf16_match_fp32() -> None:
+    """Under CPU bf16 autocast the fused 1-N loss scores in bf16 GEMMs; loss and gradients stay close to float32."""
+    from imvia_core.model.losses import one_to_n_bce_linear
+
+    g = torch.Generator().manual_seed(0)
+    qs = [torch.randn(300, 24, generator=g, requires_grad=True) for _ in range(2)]
+    ts = [(0.3 * torch.randn(500, 24, generator=g)).requires_grad_() for _ in range(2)]
+    bs = [torch.tensor(-3.0, requires_grad=True) for _ in range(2)]
+    targets = (torch.rand(300, 500, generator=g) < 0.02).float()
+    lw = torch.log_softmax(torch.randn(300, 2, generator=g), dim=1).requires_grad_()
+    leaves = [*qs, *ts, *bs, lw]
+
+    def run(bf16: bool):
+        with precision.training_autocast("bf16" if bf16 else "fp32", torch.device("cpu")):
+            loss, terms = one_to_n_bce_linear(qs, ts, bs, targets, label_smoothing=0.1, log_weights=lw)
+        grads = torch.autograd.grad(loss, leaves)
+        return loss.detach(), grads
+
+    loss32, grads32 = run(False)
+    loss16, grads16 = run(True)
+    assert loss16.dtype == torch.float32
+    assert torch.allclose(loss16, loss32, rtol=LOSS_RTOL)
+    for g32, g16 in zip(grads32, grads16):
+        assert g16.dtype == torch.float32
+        cos = torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0, eps=1e-12)
+        assert cos > GRAD_COSINE, float(cos)

@@ -176,19 +176,34 @@ class _OneToNBCE(torch.autograd.Function):
         return (None, grad_lw, None, None, *grad_logits)
 
 
+def _autocast_gemm_dtype(device: torch.device) -> torch.dtype | None:
+    """bfloat16 where CPU autocast to bfloat16 is active (the fused loss then runs its GEMMs in it; CUDA as before)."""
+    kind = device.type
+    if kind == "cpu" and torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16:
+        return torch.bfloat16
+    return None
+
+
 class _OneToNBCELinear(torch.autograd.Function):
     """:func:`one_to_n_bce` of ``S_m = q_m T_m^T + b_m``, never holding a whole ``(B, E)`` matrix."""
 
     @staticmethod
     def forward(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, *parts):  # type: ignore[override]
+        gemm_dtype = _autocast_gemm_dtype(targets.device)  # read before the float32 region turns autocast off
         with float32_region(targets.device):
-            return _OneToNBCELinear._forward(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts)
+            return _OneToNBCELinear._forward(
+                ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts, gemm_dtype
+            )
 
     @staticmethod
-    def _forward(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts):
+    def _forward(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts, gemm_dtype=None):
         queries, tables, biases = parts[:m_count], parts[m_count : 2 * m_count], parts[2 * m_count :]
         b, e = targets.shape
         dt = torch.float64 if any(q.dtype == torch.float64 for q in queries) else torch.float32
+        if gemm_dtype is not None and dt == torch.float32:
+            return _OneToNBCELinear._forward_low(
+                ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts, gemm_dtype
+            )
         device = targets.device
         fused = log_weights is not None
         qs = [q.detach().to(dt) for q in queries]
@@ -234,6 +249,55 @@ class _OneToNBCELinear(torch.autograd.Function):
                 torch.mm(g, ts[m], out=grad_q[m][k0:k1])
                 grad_t[m].addmm_(g.t(), qs[m][k0:k1])
                 grad_b[m] += g.sum()  # float32 block sums (a float64 sum converts the block first)
+        ctx.dtypes = [p.dtype for p in parts]
+        saved = [*grad_q, *grad_t, grad_b, *([grad_lw] if fused else [])]
+        return _finish_forward(ctx, terms, b * e, dt, saved, log_weights)
+
+    @staticmethod
+    def _forward_low(ctx, targets, log_weights, label_smoothing, chunk_rows, m_count, parts, gemm_dtype):
+        """The same loss with the three GEMMs of every block in ``gemm_dtype`` (bf16 autocast): scores, ``dL/dq``
+        and ``dL/dT`` take ``gemm_dtype`` inputs; the bias, the element-wise loss, its gradient and the sums over
+        blocks stay float32. Row-major GEMMs on every device (no entity-major copy: the output is converted anyway).
+        """
+        queries, tables, biases = parts[:m_count], parts[m_count : 2 * m_count], parts[2 * m_count :]
+        b, e = targets.shape
+        dt, low, device = torch.float32, gemm_dtype, targets.device
+        fused = log_weights is not None
+        qs = [q.detach().to(low) for q in queries]
+        ts = [t.detach().to(low) for t in tables]
+        bs = [bias.detach().to(dt) for bias in biases]
+        grad_q = [torch.empty(q.shape, dtype=dt, device=device) for q in qs]
+        grad_t = [torch.zeros(t.shape, dtype=dt, device=device) for t in ts]
+        grad_b = torch.zeros(m_count, dtype=torch.float64, device=device)
+        terms = torch.zeros(m_count + 1, dtype=torch.float64, device=device)
+        grad_lw = torch.zeros(b, m_count, dtype=dt, device=device) if fused else None
+        beta = log_weights.detach().to(dt).exp() if fused else None
+        rows = max(1, chunk_rows)
+        block = rows * max(1, SCORING_BLOCK_ROWS // rows)
+        scores = [torch.empty(min(block, b), e, dtype=dt, device=device) for _ in range(m_count)]
+        low_block = torch.empty(min(block, b), e, dtype=low, device=device)
+        for k0 in range(0, b, block):
+            k1 = min(b, k0 + block)
+            n = k1 - k0
+            for m in range(m_count):
+                torch.mm(qs[m][k0:k1], ts[m].t(), out=low_block[:n])
+                torch.add(low_block[:n], bs[m], out=scores[m][:n])  # the bias in float32
+            for r0 in range(k0, k1, rows):
+                r1 = min(k1, r0 + rows)
+                _chunk_terms(
+                    _smoothed(targets[r0:r1], dt, label_smoothing),
+                    [sc[r0 - k0 : r1 - k0] for sc in scores],
+                    beta[r0:r1] if fused else None,
+                    terms,
+                    [g[r0 - k0 : r1 - k0] for g in scores],
+                    grad_lw[r0:r1] if fused else None,
+                )
+            for m in range(m_count):
+                g = scores[m][:n]
+                grad_b[m] += g.sum()
+                g_low = low_block[:n].copy_(g)
+                grad_q[m][k0:k1].copy_(torch.mm(g_low, ts[m]))
+                grad_t[m].add_(torch.mm(g_low.t(), qs[m][k0:k1]))
         ctx.dtypes = [p.dtype for p in parts]
         saved = [*grad_q, *grad_t, grad_b, *([grad_lw] if fused else [])]
         return _finish_forward(ctx, terms, b * e, dt, saved, log_weights)
