@@ -103,7 +103,8 @@ __all__ = [
 ]
 
 #: the upstream IMVIA code on the development machine (2-core AMD EPYC, torch CPU build, 2 threads), from the
-#: project's performance notes; only comparable with runs on that machine
+#: project's performance notes: historical, other settings (glibc's default allocator, another day's machine
+#: state). Side-by-side ratios come from ``bench/upstream.py compare`` (``make bench-compare``)
 UPSTREAM: dict[str, Any] = {
     "machine": "2-core AMD EPYC with AVX-512, torch CPU build, 2 threads (development machine)",
     "matmul_peak_gflops": 130.0,
@@ -852,9 +853,10 @@ def _upstream_comparison(results: dict[str, Any]) -> dict[str, Any]:
         "eval_speedup_peak_normalised": per_eval / ratio_peak,
         "peak_rss_ratio": results["memory"]["peak_rss_bytes"] / UPSTREAM["peak_rss_bytes"],
         "note": (
-            "upstream numbers were measured on the development machine; raw factors compare only with runs there. "
-            "The peak-normalised factors divide by (this run's matmul peak / 130 GFLOP/s): what the factor would "
-            "be on a machine as fast as the one the upstream numbers were taken on (a busy machine has a lower peak)."
+            "historical, other settings: the upstream figures were measured earlier on the development machine with "
+            "glibc's default allocator; for a side-by-side ratio run make bench-compare UPSTREAM=path "
+            "(bench/upstream.py). "
+            "The peak-normalised factors divide by (this run's matmul peak / 130 GFLOP/s)."
         ),
     }
 
@@ -1218,7 +1220,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         return "\n".join(lines)
     lines += [
         "",
-        "## Against the upstream code (perf-notes, development machine)",
+        "## Against fixed upstream figures (historical, other settings)",
         "",
         "| | upstream | this run | speed-up | speed-up, peak-normalised |",
         "|---|---|---|---|---|",
