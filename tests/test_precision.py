@@ -11,7 +11,7 @@ from imvia_core.errors import ConfigError
 from imvia_core.training import precision
 from imvia_core.training.config import profile_config
 from imvia_core.training.experiments import _digest
-from imvia_core.training.trainer import evaluate_model, prepare_run, train
+from imvia_core.training.trainer import prepare_run
 
 #: the tolerance of one bf16 training step against float32 (8 significant bits in the GEMM inputs, sums in float32)
 LOSS_RTOL = 2e-2
@@ -74,19 +74,32 @@ def test_bf16_training_step_is_close_to_fp32() -> None:
             assert cos > GRAD_COSINE, (name, float(cos))
 
 
-def test_bf16_run_evaluates_in_float32(tmp_path) -> None:
-    """A short bf16 run trains; its evaluation ranks equal those of the same weights evaluated as an fp32 run,
-    even with bf16 autocast active around the evaluation."""
-    cfg = _cfg(precision="bf16", epochs=1, eval_every=1, batch_size=1024, dim=8)
-    result = train(cfg, tmp_path / "run", progress=False)
-    assert result["config"]["precision"] == "bf16"
-    assert result["valid"]["metrics"]["realistic"]["overall"]["mrr"] > 0
+def test_bf16_training_evaluates_in_float32() -> None:
+    """A few bf16 training steps (the trainer's autocast); the evaluation ranks of the trained weights are the same
+    for a bf16 and an fp32 configuration, even with bf16 autocast active around the evaluation."""
+    from imvia_core.training.trainer import _autocast, make_adam
+
+    cfg = _cfg(precision="bf16", dim=8)
     ctx16 = prepare_run(cfg)
-    ctx16.model.load_state_dict(torch.load(tmp_path / "run" / "best.pt", weights_only=False)["model"])
+    assert isinstance(_autocast(cfg, torch.device("cpu")), torch.autocast)
+    model = ctx16.model
+    optimizer = make_adam(model.main_parameters(), lr=cfg.lr)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        heads = torch.randint(0, ctx16.graph.num_entities, (256,), generator=g)
+        relations = torch.randint(0, ctx16.graph.num_relations_with_reciprocals, (256,), generator=g)
+        targets = (torch.rand(256, ctx16.graph.num_entities, generator=g) < 0.01).float()
+        with _autocast(cfg, torch.device("cpu")):
+            loss, _ = model.training_loss(heads, relations, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(v.dtype == torch.float32 for s in optimizer.state.values() for v in s.values() if v.dim() > 0)
     ctx32 = dataclasses.replace(ctx16, config=dataclasses.replace(cfg, precision="fp32"))
 
     def ranks(ctx):
-        from imvia_core.evaluation import evaluate, relation_categories
+        from imvia_core.evaluation import evaluate
 
         return evaluate(
             lambda h, r: ctx.model.score_all(h, r),
@@ -94,21 +107,17 @@ def test_bf16_run_evaluates_in_float32(tmp_path) -> None:
             num_entities=ctx.graph.num_entities,
             num_relations=ctx.graph.num_relations,
             filter_index=ctx.graph.filter_index,
-            relation_categories=relation_categories(ctx.graph.train, ctx.graph.num_relations),
             progress=False,
             keep_ranks=True,
         ).ranks
 
-    ctx16.model.eval()
+    model.eval()
     with torch.no_grad():
         reference = ranks(ctx32)
         with precision.training_autocast("bf16", torch.device("cpu")):
             under_autocast = ranks(ctx16)
     for kind in ("optimistic", "pessimistic", "realistic"):
         assert torch.equal(reference[kind], under_autocast[kind]), kind
-    assert evaluate_model(ctx16, "valid", progress=False).metric("mrr") == pytest.approx(
-        evaluate_model(ctx32, "valid", progress=False).metric("mrr"), abs=0
-    )
 
 
 def test_fused_loss_gemms_in_bf16_match_fp32() -> None:
