@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import imvia_core  # noqa: F401 - before torch: OpenMP threads wait passively, as in the project's benchmark
+
 __all__ = ["measure_upstream", "compare", "render_comparison", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +149,7 @@ def measure_upstream(
             "python": platform.python_version(),
         },
         "allocator": allocator_state(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "options": {"dataset": dataset, "warmup": warmup, "steps": steps, "seed": seed, **UPSTREAM_ARGS},
     }
     random.seed(seed)
@@ -295,6 +298,7 @@ def compare(
         "threads": ours["machine"]["torch_threads"],
         "cpu": ours["machine"]["cpu"],
         "allocator": {"upstream": up["allocator"].get("method"), "project": ours["allocator"].get("method")},
+        "omp_wait_policy": up.get("omp_wait_policy"),
         "rows": _rows(up, ours),
     }
     stem = f"compare-{_stamp()}"
@@ -352,7 +356,8 @@ def render_comparison(result: dict[str, Any]) -> str:
         "# The authors' code and this project, side by side",
         "",
         f"- {result['created']}, {result['cpu']}, {result['threads']} threads, allocator: authors' code "
-        f"{result['allocator']['upstream'] or 'not tuned'}, project {result['allocator']['project'] or 'not tuned'}",
+        f"{result['allocator']['upstream'] or 'not tuned'}, project {result['allocator']['project'] or 'not tuned'}, "
+        f"OMP_WAIT_POLICY={result.get('omp_wait_policy')}",
         f"- project commit `{result['project_commit']}`"
         + (" (with local changes)" if result["project_dirty"] else "")
         + f"; authors' code `{result['upstream_commit']}`",
