@@ -108,3 +108,8 @@ def test_readme_block_follows_the_files(tmp_path) -> None:
     assert "| synthetic | tucker | S | 50.00 |" in render_block(root)
     with pytest.raises(InputError, match="found no results block"):
         replace_block("no markers here", render_block(root))
+    # a run selected on a held-out split also shows its published validation MRR
+    data["valid_published"] = {**data["valid"], "metrics": {"realistic": {"overall": {"mrr": 0.25}}}}
+    (root / "ci" / "synthetic" / "tucker.json").write_text(json.dumps(data))
+    block = render_block(root)
+    assert "| published valid MRR |" in block and "| 25.00 |" in block
