@@ -155,3 +155,17 @@ def test_tucker_as_imvia_takes_imvias_settings() -> None:
     assert borrowed["model"] == "tucker"
     assert {k: v for k, v in borrowed.items() if k != "model"} == {k: v for k, v in imvia.items() if k != "model"}
     assert variant_config("tucker", dataset="MKG-Y", profile="cpu").batch_size != borrowed["batch_size"]
+
+
+def test_only_runs_with_rank_files_enter_the_paired_test(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    triples = rng.integers(0, 30, (20, 3))
+    ranks = [rng.integers(1, 9, (2, 20)).astype(float) for _ in range(3)]
+    _fake_run(tmp_path, "MKG-Y", "imvia", "imvia", 0, ranks[0], triples)
+    _fake_run(tmp_path, "MKG-Y", "imvia", "imvia", 1, ranks[1], triples)
+    _fake_run(tmp_path, "MKG-Y", "tucker", "tucker", 0, ranks[2], triples)
+    (tmp_path / "cpu" / "MKG-Y" / "imvia.ranks.npz").unlink()  # an older run without a rank file
+    table = seed_table(collect_results(tmp_path), resamples=200).set_index("variant")
+    assert table.loc["imvia", "seeds"] == 2 and table.loc["tucker", "paired seeds"] == "1 / 1"
+    expected = wilcoxon_signed_rank(1 / ranks[1].reshape(-1), 1 / ranks[2].reshape(-1))
+    assert table.loc["tucker", "p wilcoxon"] == pytest.approx(expected)

@@ -141,24 +141,24 @@ def seed_table(
     :return: columns ``dataset, profile, variant, label, modalities, seeds`` (how many), ``seed_list``, for each
         metric ``m`` the mean ``m`` and the sample standard deviation ``m std`` (NaN for one seed), and
         ``delta MRR`` (reference minus this row, percent points, from the paired queries), ``p wilcoxon`` and
-        ``p bootstrap`` (two-sided, on per-query reciprocal ranks of the test split averaged over seeds; NaN for
-        the reference row and where a rank file is missing).
+        ``p bootstrap`` (two-sided, on per-query reciprocal ranks of the test split averaged over the seeds that
+        have a rank file; NaN for the reference row and where either side has none), and ``paired seeds``
+        (``"<reference runs> / <this row's runs>"`` that entered the test).
     """
     from imvia_core.evaluation.rank_files import load_rank_file
     from imvia_core.reporting.results import rank_file_of
     from imvia_core.reporting.significance import compare_runs
 
     columns = ["dataset", "profile", "variant", "label", "modalities", "seeds", "seed_list"]
-    columns += [c for m in metrics for c in (m, f"{m} std")] + ["delta MRR", "p wilcoxon", "p bootstrap"]
+    columns += [c for m in metrics for c in (m, f"{m} std")]
+    columns += ["delta MRR", "p wilcoxon", "p bootstrap", "paired seeds"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
 
-    def test_ranks(sources: list[str]) -> list | None:
-        files = [rank_file_of(s) for s in sources]
-        if any(f is None for f in files):
-            return None
-        loaded = [load_rank_file(f) for f in files]
-        return [x["test"] for x in loaded] if all("test" in x for x in loaded) else None
+    def test_ranks(sources: list[str]) -> list:
+        """The test ranks of the runs that have a rank file (runs published before rank files have none)."""
+        loaded = [load_rank_file(f) for f in (rank_file_of(s) for s in sources) if f is not None]
+        return [x["test"] for x in loaded if "test" in x]
 
     rows = []
     for (dataset, profile, variant), group in runs.groupby(["dataset", "profile", "variant"], sort=True):
@@ -176,11 +176,12 @@ def seed_table(
             values = group[m].astype(float)
             row[m] = float(values.mean())
             row[f"{m} std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        row.update({"delta MRR": math.nan, "p wilcoxon": math.nan, "p bootstrap": math.nan})
+        row.update({"delta MRR": math.nan, "p wilcoxon": math.nan, "p bootstrap": math.nan, "paired seeds": ""})
         ref = runs[(runs["dataset"] == dataset) & (runs["profile"] == profile) & (runs["variant"] == reference)]
         if variant != reference and not ref.empty:
             mine, theirs = test_ranks(list(group["source"])), test_ranks(list(ref["source"]))
-            if mine is not None and theirs is not None:
+            row["paired seeds"] = f"{len(theirs)} / {len(mine)}"
+            if mine and theirs:
                 result = compare_runs(theirs, mine, resamples=resamples)
                 row.update(
                     {
