@@ -131,7 +131,7 @@ def test_two_workers_complete_a_grid_exactly_once(tmp_path, dirs, small_folder) 
         == best["params"]["lr"]
     )
     # the same command again has nothing left to do
-    again = _sweep(str(study), "--workers", "2")
+    again = _sweep(str(study))
     assert again.returncode == 0, again.stderr
     assert _summary(dirs, "grid2")["counts"] == {"COMPLETE": 4}
 
@@ -169,7 +169,7 @@ def test_sigkilled_worker_loses_only_its_trial_and_the_restarted_command_complet
     os.kill(pid, signal.SIGKILL)
     assert first.wait(timeout=120) == 1  # the parent says a worker died; the other finished the study
     log.close()
-    restarted = _sweep(str(study), "--workers", "2")
+    restarted = _sweep(str(study))  # the command again (one worker is enough for what is left)
     assert restarted.returncode == 0, restarted.stderr
     summary = _summary(dirs, "killed")
     states = {t["number"]: t for t in summary["trials"]}
