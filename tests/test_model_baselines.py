@@ -163,7 +163,7 @@ def test_pairre_blocks_match_naive_and_gradients():
     unit = torch.nn.functional.normalize
     r_head, r_tail = model.relation_embeddings(r).chunk(2, dim=-1)
     hn, tn = unit(model.entity_embeddings(h), dim=-1), unit(model.entity_embeddings.weight, dim=-1)
-    naive = 3.0 - ((hn * r_head).unsqueeze(1) - r_tail.unsqueeze(1) * tn.unsqueeze(0)).abs().sum(-1)
+    naive = 3.0 + model.bias - ((hn * r_head).unsqueeze(1) - r_tail.unsqueeze(1) * tn.unsqueeze(0)).abs().sum(-1)
     scores = model.score_all(h, r)
     torch.testing.assert_close(scores, naive, rtol=1e-5, atol=1e-5)
     weights = torch.randn(scores.shape)
