@@ -38,9 +38,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check imvia_core tests bench
 
-# glibc otherwise returns large blocks to the kernel after every batch (see bench/README.md)
+# the benchmark keeps glibc from returning freed blocks to the kernel itself (mallopt; see bench/README.md)
 bench: $(STAMP)
-	MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 $(PY) -m imvia_core.bench $(BENCH_ARGS)
+	$(PY) -m imvia_core.bench $(BENCH_ARGS)
 
 # the authors' code and this project's benchmark back to back, one table of ratios (see bench/README.md):
 #   make bench-compare UPSTREAM=path/to/ICASSP2025_IMVIA_Code BENCH_ARGS="--threads 2"

@@ -1,7 +1,7 @@
 """Speed and memory benchmark of IMVIA training and evaluation at the paper's DB15K configuration.
 
-Run ``python -m imvia_core.bench --help`` (or ``make bench``, which also sets the allocator variables below). In one
-process and on one device it measures:
+Run ``python -m imvia_core.bench --help`` (or ``make bench``; the allocator is tuned in the process, see below). In
+one process and on one device it measures:
 
 1. **Matmul peak**: the best of several dense ``n x n`` by ``n x n`` matmuls (``n = 2048``) in the dtype in use,
    in GFLOP/s. Every efficiency below is a ratio to this number, measured in the same run, because absolute
