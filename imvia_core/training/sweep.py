@@ -713,8 +713,9 @@ def run_worker(
             log(f"trial {trial.number}: failed: {_scrub(str(err), storage_url)}")
             ran += 1
             continue
-        except BaseException:  # interrupted (Ctrl-C) or a bug: fail it, enqueue it again, and stop this worker
+        except BaseException as exc:  # interrupted (Ctrl-C) or a bug: fail it, enqueue it again, stop this worker
             beat.stop()
+            trial.set_user_attr("error", f"stopped by {type(exc).__name__}; enqueued again")
             study._storage.set_trial_system_attr(trial._trial_id, _RETRIED, True)
             study.tell(trial, state=TrialState.FAIL)
             study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
