@@ -334,6 +334,9 @@ def test_pruned_trials_keep_their_run_directory_and_metrics(tmp_path, dirs, smal
         assert list(run_dir.glob("ckpt-000001.pt"))
     rebuilt = sweep.study_from_summary(dirs["results"] / "sweeps" / "pruned" / "summary.json")
     assert len(rebuilt.trials) == 2
+    from imvia_core.reporting.results import collect_results
+
+    assert collect_results(dirs["results"]).empty  # a study's files are no profile's runs (Table II ignores them)
 
 
 def test_train_without_callbacks_is_unchanged_and_a_stop_signal_finishes_cleanly(tmp_path, small_folder) -> None:

@@ -77,7 +77,12 @@ def _table(rows: list[tuple[str, str, dict]], *, minutes: bool) -> list[str]:
 def render_block(results_root: str | Path | None = None) -> str:
     """The Markdown between the markers: one table per profile folder of ``results_root`` (``ci`` first)."""
     root = Path(results_root) if results_root is not None else results_dir()
-    profiles = sorted((p for p in root.iterdir() if p.is_dir() and any(p.glob("*/*.json"))), key=lambda p: p.name)
+    from imvia_core.reporting.results import NOT_PROFILES
+
+    profiles = sorted(
+        (p for p in root.iterdir() if p.is_dir() and p.name not in NOT_PROFILES and any(p.glob("*/*.json"))),
+        key=lambda p: p.name,
+    )
     profiles.sort(key=lambda p: p.name != "ci")
     parts = [BEGIN]
     for profile in profiles:

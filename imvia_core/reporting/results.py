@@ -15,6 +15,7 @@ __all__ = [
     "load_results",
     "results_frame",
     "collect_results",
+    "NOT_PROFILES",
     "run_label",
     "publish_run",
     "rank_file_of",
@@ -100,6 +101,10 @@ def results_frame(paths: Iterable[str | Path], *, split: str = "test", rank_type
     return pd.DataFrame(rows)
 
 
+#: folders of the results root that hold no profile's runs (``sweeps/<study>/``: hyperparameter studies)
+NOT_PROFILES = ("sweeps",)
+
+
 def collect_results(
     results_root: str | Path,
     *,
@@ -124,7 +129,7 @@ def collect_results(
     found: list[tuple[str, str, Path]] = []
     for path in sorted(root.glob("**/*.json")):
         parts = path.relative_to(root).parts
-        if len(parts) not in (2, 3):
+        if len(parts) not in (2, 3) or parts[0] in NOT_PROFILES:
             continue
         profile = parts[0] if len(parts) == 3 else ""
         variant, _ = split_publish_name(path.stem)
