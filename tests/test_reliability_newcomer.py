@@ -245,3 +245,21 @@ def test_warnings_on_the_command_line_are_one_line(tmp_path, capsys) -> None:
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("imvia: warning: profile 'cpu' has no settings for dataset")
     assert err[1].startswith("imvia: error: ") and len(err) == 2
+
+
+def test_writing_results_to_a_pipe_or_device_never_replaces_it(tmp_path) -> None:
+    """``--out /dev/null`` must not turn /dev/null into a file: a path that is not a regular file is written into."""
+    import threading
+
+    from imvia_core.training.checkpoint import atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    atomic_write_text(fifo, "hello\n", checksum=True)
+    reader.join(timeout=10)
+    assert received == [b"hello\n"]
+    assert not fifo.is_file() and fifo.exists()
+    assert not (tmp_path / "pipe.sha256").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]

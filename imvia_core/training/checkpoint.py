@@ -40,8 +40,16 @@ class CorruptCheckpointError(InputError):
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    A ``path`` that exists and is neither a file nor a folder (``/dev/null``, a named pipe) is written into, never
+    replaced: renaming over ``/dev/null`` as root would turn it into a regular file for every program.
+    """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        with path.open("wb") as fh:
+            fh.write(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -59,8 +67,8 @@ def atomic_write_text(path: str | Path, text: str, *, checksum: bool = False) ->
     """Write ``text`` (UTF-8) atomically; with ``checksum``, then its SHA-256 sidecar ``<path>.sha256``."""
     data = text.encode("utf-8")
     atomic_write_bytes(path, data)
-    if checksum:
-        path = Path(path)
+    path = Path(path)
+    if checksum and path.is_file():  # no sidecar beside a device or a pipe
         atomic_write_bytes(path.with_name(path.name + ".sha256"), (hashlib.sha256(data).hexdigest() + "\n").encode())
 
 
