@@ -108,8 +108,8 @@ def test_no_results_file_with_a_non_finite_number(tmp_path, monkeypatch) -> None
         def __init__(self, result) -> None:
             self.result = result
 
-        def metric(self, name):
-            return self.result.metric(name)
+        def __getattr__(self, name):  # ranks, metric(), ...: the real result's
+            return getattr(self.result, name)
 
         def to_dict(self):
             data = self.result.to_dict()
