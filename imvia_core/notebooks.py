@@ -141,12 +141,13 @@ def kernel_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
     * ``JUPYTER_PATH``: this interpreter's ``share/jupyter`` first, so that a ``python3`` kernelspec of another
       installation (in the user's home) does not win over the one of the virtual environment;
     * ``PYTHONWARNINGS``: silences tqdm's notice that notebook progress widgets are not installed (text bars are used);
-    * ``OMP_WAIT_POLICY``: ``PASSIVE`` unless set (see :mod:`imvia_core`): a kernel's torch threads then leave the
-      cores to other processes while they wait.
+    * ``GOMP_SPINCOUNT``: a bounded spin of the kernels' OpenMP threads unless ``OMP_WAIT_POLICY`` or it is set (see
+      :mod:`imvia_core`): waiting threads then leave the cores to other processes soon.
     """
     environ = os.environ if environ is None else environ
     out: dict[str, str] = {"PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    out["OMP_WAIT_POLICY"] = environ.get("OMP_WAIT_POLICY") or "PASSIVE"
+    if "OMP_WAIT_POLICY" not in environ:
+        out["GOMP_SPINCOUNT"] = environ.get("GOMP_SPINCOUNT") or "20000"
     if environ.get("MPLBACKEND", "").lower() in ("", "agg"):
         out["MPLBACKEND"] = _INLINE_BACKEND
     share = str(Path(sys.prefix) / "share" / "jupyter")

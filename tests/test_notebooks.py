@@ -241,9 +241,10 @@ def test_queries_and_view_weight_frame() -> None:
     assert display_path("/elsewhere/x") == "/elsewhere/x"
 
 
-def test_kernels_wait_passively_unless_told_otherwise() -> None:
-    assert kernel_environment({})["OMP_WAIT_POLICY"] == "PASSIVE"
-    assert kernel_environment({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
+def test_kernels_spin_briefly_unless_told_otherwise() -> None:
+    assert kernel_environment({})["GOMP_SPINCOUNT"] == "20000"
+    assert kernel_environment({"GOMP_SPINCOUNT": "5"})["GOMP_SPINCOUNT"] == "5"
+    assert "GOMP_SPINCOUNT" not in kernel_environment({"OMP_WAIT_POLICY": "ACTIVE"})
 
 
 def test_progress_echo_names_each_code_cell(tmp_path: Path) -> None:
