@@ -40,7 +40,7 @@ lint: $(STAMP)
 
 # the benchmark keeps glibc from returning freed blocks to the kernel itself (mallopt; see bench/README.md)
 bench: $(STAMP)
-	$(PY) -m imvia_core.bench $(BENCH_ARGS)
+	$(PY) -m bench $(BENCH_ARGS)
 
 # the authors' code and this project's benchmark back to back, one table of ratios (see bench/README.md):
 #   make bench-compare UPSTREAM=path/to/ICASSP2025_IMVIA_Code BENCH_ARGS="--threads 2"

@@ -14,9 +14,9 @@ run() {  # a step that fails is reported, and the next one still runs
     echo "=== $*"
     "$@" || { echo "=== FAILED ($?): $*"; status=1; }
 }
-run timeout 600 "$PY" -m imvia_core.bench --device cuda --dtype fp32 --steps "$STEPS" --warmup 5 --out "$OUT"
+run timeout 600 "$PY" -m bench --device cuda --dtype fp32 --steps "$STEPS" --warmup 5 --out "$OUT"
 run timeout 600 "$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_cuda.py
-run timeout 600 "$PY" -m imvia_core.bench --device cuda --dtype bf16 --steps "$STEPS" --warmup 5 --out "$OUT"
-run timeout 600 "$PY" -m imvia_core.bench --device cuda --dtype bf16 --compile --steps "$STEPS" --warmup 5 \
+run timeout 600 "$PY" -m bench --device cuda --dtype bf16 --steps "$STEPS" --warmup 5 --out "$OUT"
+run timeout 600 "$PY" -m bench --device cuda --dtype bf16 --compile --steps "$STEPS" --warmup 5 \
     --no-sorted-eval --out "$OUT"
 exit $status

@@ -11,7 +11,7 @@ Two commands:
     (``get_validation_pred``, both directions), and records the peak RSS. Writes ``upstream-<date>.json``.
 
 ``python bench/upstream.py compare --upstream PATH``
-    runs ``measure`` and then this project's benchmark (``python -m imvia_core.bench``) back to back, each in a fresh
+    runs ``measure`` and then this project's benchmark (``python -m bench``) back to back, each in a fresh
     process with the same environment, threads and allocator, and writes one table of ratios,
     ``compare-<date>.md`` / ``.json`` (``make bench-compare UPSTREAM=PATH``). The load (``uptime``) before, between
     and after is recorded: on a shared machine only ratios measured within one such run mean anything.
@@ -278,7 +278,7 @@ def compare(
     cmd += ["--steps", str(steps), "--warmup", str(warmup)]
     subprocess.run([*cmd, *thread_args], check=True)
     uptimes["between"] = _uptime()
-    bench_cmd = [sys.executable, "-m", "imvia_core.bench", *thread_args, "--out", str(out), *shlex.split(bench_args)]
+    bench_cmd = [sys.executable, "-m", "bench", *thread_args, "--out", str(out), *shlex.split(bench_args)]
     proc = subprocess.run(bench_cmd, check=True, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     sys.stderr.write(proc.stderr[-2000:])
     found = re.findall(r"wrote (\S+\.json)", proc.stderr)
@@ -388,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["measure"].add_argument("--json", help="write the record here (default: print it)")
     sub.choices["compare"].add_argument("--out", default="bench/results", help="output folder (default bench/results)")
     sub.choices["compare"].add_argument(
-        "--bench-args", default="", help="extra options for python -m imvia_core.bench, as one string"
+        "--bench-args", default="", help="extra options for python -m bench, as one string"
     )
     args = parser.parse_args(argv)
     if args.command == "measure":

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from imvia_core import bench
+import bench
+import bench.measure
 from imvia_core.evaluation import FilterIndex, evaluate
 from imvia_core.model import build_model
 
@@ -27,7 +28,7 @@ CUDA = torch.device("cuda")
 
 def _graph():
     shape = bench.BenchShape(dataset="random", num_entities=E, num_relations=R, num_train=400, num_test=40)
-    return bench._random_graph(shape, seed=0)
+    return bench.measure._random_graph(shape, seed=0)
 
 
 def _imvia(**overrides):

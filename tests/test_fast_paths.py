@@ -19,7 +19,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from imvia_core import bench
+import bench
+import bench.measure
 from imvia_core.data.graph import add_reciprocals
 from imvia_core.evaluation import FilterIndex, evaluate, model_scorer
 from imvia_core.model import build_model
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _graph(seed: int = 0):
     shape = bench.BenchShape(dataset="random", num_entities=E, num_relations=R, num_train=260, num_test=30)
-    return bench._random_graph(shape, seed=seed)
+    return bench.measure._random_graph(shape, seed=seed)
 
 
 def _imvia(*, dim: int = 12, **overrides):
@@ -222,17 +223,17 @@ def test_analytic_flops_match_counted_matmul_flops():
     heads, relations = q_heads[:32], q_relations[:32]
     u = int(torch.unique(relations).numel())
     cpu = torch.device("cpu")
-    trainee = bench._make_trainee("imvia", model)
+    trainee = bench.measure._make_trainee("imvia", model)
     with FlopCounterMode(display=False) as counter:
-        bench._train_step(trainee, index, heads, relations, device=cpu, dtype=torch.float32)
+        bench.measure._train_step(trainee, index, heads, relations, device=cpu, dtype=torch.float32)
     analytic = bench.imvia_step_flops(model, batch_size=32, unique_relations=u)
     assert analytic["total"] == pytest.approx(counter.get_total_flops(), rel=0.1)
     assert analytic["scoring"] == 3 * 4 * 2 * 32 * 32 * E
 
     baseline = build_model("tucker", num_entities=E, num_relations_with_reciprocals=2 * R, config={"dim": 32})
-    trainee = bench._make_trainee("tucker", baseline)
+    trainee = bench.measure._make_trainee("tucker", baseline)
     with FlopCounterMode(display=False) as counter:
-        bench._train_step(trainee, index, heads, relations, device=cpu, dtype=torch.float32)
+        bench.measure._train_step(trainee, index, heads, relations, device=cpu, dtype=torch.float32)
     parts = bench.tucker_step_flops(batch_size=32, num_entities=E, dim=32, relation_dim=32, unique_relations=u)
     assert sum(parts.values()) == pytest.approx(counter.get_total_flops(), rel=0.1)
 
@@ -267,7 +268,7 @@ def _run_bench(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("IMVIA_DATA_MIRROR", None)
     return subprocess.run(
-        [sys.executable, "-m", "imvia_core.bench", *args],
+        [sys.executable, "-m", "bench", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
