@@ -26,10 +26,10 @@ from bench.shapes import DB15K_SHAPE, DTYPES, BenchShape
 from imvia_core.data.graph import KnowledgeGraph
 from imvia_core.data.loading import load_graph
 from imvia_core.evaluation import FilterIndex, evaluate
-from imvia_core.features.types import ModalityFeatures
+from imvia_core.layout import prefer_entity_major
 from imvia_core.model import build_model
-from imvia_core.model.tucker import prefer_entity_major
 from imvia_core.training.trainer import epoch_order, make_adam
+from imvia_core.types import ModalityFeatures
 
 __all__ = ["build_targets", "measure_matmul_peak", "random_features", "run_benchmark"]
 

@@ -174,8 +174,8 @@ def test_entity_major_scores_fused_logit_and_ranks_equal_row_major(monkeypatch: 
     """Without autograd on a CPU scores are entity-major views; values, fused logits and ranks are unchanged."""
     import imvia_core.evaluation.ranks as ranks_module
     from imvia_core.evaluation import compute_ranks
+    from imvia_core.layout import prefer_entity_major
     from imvia_core.model.joint import fused_logit
-    from imvia_core.model.tucker import prefer_entity_major
 
     model = _imvia()
     model.eval()

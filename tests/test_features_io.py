@@ -22,7 +22,7 @@ from imvia_core.features.io import (
     single_to_views,
     views_to_single,
 )
-from imvia_core.features.types import ModalityFeatures
+from imvia_core.types import ModalityFeatures
 
 NAMES = ["<http://dbpedia.org/resource/A>", "<http://dbpedia.org/resource/B>", "<http://dbpedia.org/resource/C>"]
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from imvia_core.errors import ConfigError
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.model.fusion import MultiViewFusion
+from imvia_core.types import ModalityFeatures
 
 torch.set_num_threads(1)
 

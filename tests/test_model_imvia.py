@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from imvia_core.errors import ConfigError, InputError
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.model import IMVIA, IMVIAConfig, build_model
+from imvia_core.types import ModalityFeatures
 
 torch.set_num_threads(1)
 

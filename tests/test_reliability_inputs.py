@@ -36,8 +36,8 @@ from imvia_core.features.extract import extract_text_views
 from imvia_core.features.image_encoder import read_image
 from imvia_core.features.inputs import read_text_sources
 from imvia_core.features.io import load_features, save_momok_features, save_view_features
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.training.config import TrainConfig, profile_config
+from imvia_core.types import ModalityFeatures
 
 ENV = {**os.environ, "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
 TRIPLE_FORM = "'<head> <relation> <tail> .' (3 names separated by spaces or tabs, then an optional '.')"

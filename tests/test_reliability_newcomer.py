@@ -16,10 +16,10 @@ from conftest import write_tiny_dataset
 from imvia_core.cli import main
 from imvia_core.errors import DataFormatError, ImviaError
 from imvia_core.features.io import load_features, save_view_features
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.training import trainer
 from imvia_core.training.config import differences, profile_config
 from imvia_core.training.trainer import TrainingDiverged, non_finite_paths, portable_path, train
+from imvia_core.types import ModalityFeatures
 
 #: a run of seconds on the tiny dataset (structure only)
 TRAIN = ["train", "--profile", "ci", "--model", "tucker", "--dim", "4", "--epochs", "2", "--eval-every", "1"]

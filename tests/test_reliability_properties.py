@@ -27,8 +27,8 @@ from imvia_core.errors import ConfigError, DataFormatError, ImviaError, InputErr
 from imvia_core.evaluation import FilterIndex, evaluate
 from imvia_core.features.inputs import read_text_sources
 from imvia_core.features.io import load_features, save_view_features
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.training.config import TrainConfig
+from imvia_core.types import ModalityFeatures
 
 _SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

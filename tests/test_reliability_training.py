@@ -136,7 +136,8 @@ def _assert_same_outcome(run_dir: Path, reference: Path) -> None:
 @pytest.fixture(scope="module")
 def small_folder(tmp_path_factory) -> Path:
     """A 200-entity synthetic graph written as a dataset folder, with its two feature files in ``features/``."""
-    from imvia_core.data.synthetic import SyntheticConfig, generate_synthetic, write_synthetic
+    from imvia_core.data.synthetic import SyntheticConfig, generate_synthetic
+    from imvia_core.features.synthetic import write_synthetic
 
     return write_synthetic(
         tmp_path_factory.mktemp("data") / "small",
@@ -354,7 +355,7 @@ def test_resume_without_checkpoint_starts_over_with_a_clean_log(tmp_path, small_
 
 def test_resume_with_features_that_no_longer_fit_is_a_clear_error(tmp_path, small_folder) -> None:
     from imvia_core.features.io import load_features, save_view_features
-    from imvia_core.features.types import ModalityFeatures
+    from imvia_core.types import ModalityFeatures
 
     features = tmp_path / "visual.safetensors"
     shutil.copyfile(small_folder / "features" / "visual.safetensors", features)

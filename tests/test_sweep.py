@@ -36,7 +36,8 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def small_folder(tmp_path_factory) -> Path:
-    from imvia_core.data.synthetic import SyntheticConfig, generate_synthetic, write_synthetic
+    from imvia_core.data.synthetic import SyntheticConfig, generate_synthetic
+    from imvia_core.features.synthetic import write_synthetic
 
     return write_synthetic(
         tmp_path_factory.mktemp("data") / "small",

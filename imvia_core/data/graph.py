@@ -16,6 +16,8 @@ from functools import cached_property
 
 import torch
 
+from imvia_core.data.filtering import FilterIndex
+
 __all__ = ["KnowledgeGraph", "add_reciprocals"]
 
 
@@ -102,10 +104,8 @@ class KnowledgeGraph:
         return torch.unique(both, dim=0)
 
     @cached_property
-    def filter_index(self):  # -> imvia_core.evaluation.filtering.FilterIndex
+    def filter_index(self) -> FilterIndex:
         """Filter index over all known triples (train, valid, test, with reciprocals)."""
-        from imvia_core.evaluation.filtering import FilterIndex
-
         return FilterIndex.from_triples(
             self.all_known_triples, num_entities=self.num_entities, num_relations=self.num_relations_with_reciprocals
         )

@@ -1,4 +1,4 @@
-"""Filtered rank-based evaluation of link prediction: filter index, ranks, metrics, relation categories.
+"""Filtered rank-based evaluation of link prediction: ranks, metrics, relation categories (filter index: data).
 
 Typical use::
 
@@ -17,9 +17,9 @@ Typical use::
     mrr = result.metric("mrr")  # realistic ranks, both directions, as a fraction
 """
 
+from imvia_core.data.filtering import FilterIndex, check_triples
 from imvia_core.evaluation.categories import CATEGORY_NAMES, relation_categories, relation_fanout
 from imvia_core.evaluation.evaluator import DEFAULT_RANK_TYPES, ModelScorer, Scorer, evaluate, model_scorer
-from imvia_core.evaluation.filtering import FilterIndex, check_triples
 from imvia_core.evaluation.metrics import (
     DEFAULT_KS,
     DIRECTIONS,

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from imvia_core.data.filtering import FilterIndex, check_triples
 from imvia_core.errors import ConfigError, InputError
 from imvia_core.evaluation.categories import CATEGORY_NAMES
-from imvia_core.evaluation.filtering import FilterIndex, check_triples
 from imvia_core.evaluation.metrics import DEFAULT_KS, EvaluationResult
 from imvia_core.evaluation.ranks import RANK_TYPES, compute_ranks
 from imvia_core.model.base import KGCModel

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from imvia_core.errors import ConfigError, InputError
-from imvia_core.model.tucker import is_entity_major
+from imvia_core.layout import is_entity_major
 
 __all__ = ["RankBatch", "compute_ranks", "RANK_TYPES", "TIE_BREAKS"]
 
@@ -131,7 +131,7 @@ def compute_ranks(
     :param generator: random source of the random tie-break (uniforms are drawn on its device, then moved); ``None``
         uses the global CPU generator.
     :param filter_unique: promise that the filter coordinates hold no duplicate pair (true for
-        :meth:`~imvia_core.evaluation.filtering.FilterIndex.known_tails`); skips a deduplication sort.
+        :meth:`~imvia_core.data.filtering.FilterIndex.known_tails`); skips a deduplication sort.
     :return: a :class:`RankBatch` of 1-based ranks, float64 (float32 on MPS), on the scores' device.
     :raises InputError: wrong shapes, target ids out of range, NaN scores, mismatched filter coordinates.
     :raises ConfigError: unknown ``tie_break``.

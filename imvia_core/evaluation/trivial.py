@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from imvia_core.data.filtering import check_triples
 from imvia_core.data.graph import add_reciprocals
 from imvia_core.errors import InputError
-from imvia_core.evaluation.filtering import check_triples
 
 __all__ = ["PopularityScorer", "RandomScorer"]
 

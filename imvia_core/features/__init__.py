@@ -1,6 +1,6 @@
 """Multi-view image and text features of entities (Eq. 1-3 of the paper consume them).
 
-* :mod:`~imvia_core.features.types`: :class:`ModalityFeatures`, every view of every entity of one modality.
+* :mod:`~imvia_core.types`: :class:`ModalityFeatures`, every view of every entity of one modality.
 * :mod:`~imvia_core.features.io`: the ``imvia-views/1`` safetensors format, MoMoK/IMVIA single-vector files and the
   converters between them.
 * :mod:`~imvia_core.features.tinyclip`, :mod:`~imvia_core.features.clip_model`,
@@ -24,7 +24,7 @@ from imvia_core.features.io import (
     views_to_single,
 )
 from imvia_core.features.tinyclip import register_on_open_clip_import
-from imvia_core.features.types import ModalityFeatures
+from imvia_core.types import ModalityFeatures
 
 register_on_open_clip_import()
 

@@ -31,7 +31,7 @@ from imvia_core.features.image_encoder import ImageEncoder, read_image
 from imvia_core.features.inputs import SkippedView, ViewSource, entity_order_sha256
 from imvia_core.features.io import _atomic_write, manifest_path, save_view_features
 from imvia_core.features.text_encoders import TextEncoder
-from imvia_core.features.types import ModalityFeatures
+from imvia_core.types import ModalityFeatures
 
 __all__ = [
     "ExtractionResult",

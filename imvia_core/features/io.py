@@ -38,7 +38,7 @@ import torch
 
 from imvia_core.errors import DataFormatError, InputError
 from imvia_core.features.inputs import entity_order_sha256
-from imvia_core.features.types import ModalityFeatures
+from imvia_core.types import ModalityFeatures
 
 __all__ = [
     "FORMAT",

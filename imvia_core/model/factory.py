@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from imvia_core.errors import ConfigError, InputError
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.model.base import KGCModel
 from imvia_core.model.baselines import (
     BaselineConfig,
@@ -19,6 +18,7 @@ from imvia_core.model.baselines import (
     TuckER,
 )
 from imvia_core.model.imvia import IMVIA, IMVIAConfig
+from imvia_core.types import ModalityFeatures
 
 __all__ = ["MODEL_NAMES", "build_model"]
 

@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from imvia_core.errors import ConfigError
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.model._utils import check_positive, check_probability, float32_region, masked_softmax, upcast
+from imvia_core.types import ModalityFeatures
 
 __all__ = ["FusionOutput", "MultiViewFusion", "view_cosines", "view_cosines_reference"]
 

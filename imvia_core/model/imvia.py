@@ -47,7 +47,6 @@ import torch
 from torch import nn
 
 from imvia_core.errors import ConfigError, InputError
-from imvia_core.features.types import ModalityFeatures
 from imvia_core.model._utils import check_positive, check_probability, float32_region
 from imvia_core.model.alignment import ContrastiveAlignment
 from imvia_core.model.base import KGCModel
@@ -56,6 +55,7 @@ from imvia_core.model.fusion import MultiViewFusion
 from imvia_core.model.joint import JointEmbedding, RelationAwareDecisionFusion, fused_logit
 from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
+from imvia_core.types import ModalityFeatures
 
 __all__ = ["IMVIA", "IMVIAConfig", "IMVIAInspection"]
 

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from imvia_core.errors import ConfigError
+from imvia_core.layout import is_entity_major
 from imvia_core.model._utils import float32_region, masked_softmax, upcast
 from imvia_core.model.losses import resolve_chunk_rows
-from imvia_core.model.tucker import is_entity_major
 
 __all__ = ["JointEmbedding", "JointOutput", "RelationAwareDecisionFusion", "fused_logit"]
 

@@ -37,8 +37,8 @@ from typing import Any
 
 import torch
 
+from imvia_core.layout import prefer_entity_major
 from imvia_core.model._utils import float32_region
-from imvia_core.model.tucker import prefer_entity_major
 
 __all__ = ["one_to_n_bce", "one_to_n_bce_linear", "one_to_n_bce_reference", "resolve_chunk_rows"]
 

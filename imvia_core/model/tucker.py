@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from imvia_core.layout import is_entity_major, prefer_entity_major
 from imvia_core.model._utils import check_probability
 
 __all__ = ["RelationGroups", "TuckerScorer", "contract_by_relation", "is_entity_major", "prefer_entity_major"]
@@ -130,23 +131,6 @@ def contract_by_relation(x: torch.Tensor, relation_matrices: torch.Tensor, group
     rows = torch.cat(rows_all)
     values = torch.cat(pieces)
     return values.new_zeros(b, d_out).index_copy(0, rows, values)
-
-
-def prefer_entity_major(device: torch.device) -> bool:
-    """Whether scores without autograd should be computed entity-major (see :meth:`TuckerScorer.logits`).
-
-    On the development CPU (MKL, 2 threads), ``(E, d) @ (d, B)`` ran at 170 GFLOP/s where ``(B, d) @ (d, E)`` ran at
-    90 to 110 (``E = 12842``, ``d = 256``, ``B = 512``). The evaluation's element-wise work and ranking read either
-    layout (:func:`~imvia_core.model.joint.fused_logit`, :func:`~imvia_core.evaluation.ranks.compute_ranks`).
-    Under autograd (the unfused training path) and on accelerators scores stay row-major.
-    """
-    return device.type == "cpu" and not torch.is_grad_enabled()
-
-
-def is_entity_major(scores: torch.Tensor) -> bool:
-    """Whether ``(B, E)`` scores are entity-major: the transpose of a contiguous ``(E, B)`` tensor, as
-    :meth:`TuckerScorer.logits` returns them when :func:`prefer_entity_major` holds."""
-    return scores.dim() == 2 and scores.shape[0] > 1 and scores.stride(0) == 1 and scores.stride(1) == scores.shape[0]
 
 
 class TuckerScorer(nn.Module):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from imvia_core.errors import InputError
+from imvia_core.training.publish import RANK_SUFFIX, publish_name, publish_run_as, split_publish_name
 
 __all__ = [
     "load_results",
@@ -25,9 +25,6 @@ __all__ = [
     "RANK_SUFFIX",
 ]
 
-#: suffix of a published rank file: ``results/<profile>/<dataset>/<name>.ranks.npz`` beside ``<name>.json``
-RANK_SUFFIX = ".ranks.npz"
-
 #: column name -> metric name of :class:`~imvia_core.evaluation.EvaluationResult`
 METRICS = {"MRR": "mrr", "H@1": "hits@1", "H@3": "hits@3", "H@10": "hits@10", "H@100": "hits@100"}
 
@@ -40,19 +37,6 @@ _MODEL_NAMES = {
     "rotate": "RotatE",
     "pairre": "PairRE",
 }
-
-
-def publish_name(variant: str, seed: int = 0) -> str:
-    """The file stem of a published run: ``<variant>`` for seed 0, ``<variant>-seed<N>`` for another seed."""
-    return variant if seed == 0 else f"{variant}-seed{seed}"
-
-
-def split_publish_name(stem: str) -> tuple[str, int | None]:
-    """``("imvia", 2)`` for ``imvia-seed2``; ``(stem, None)`` for a stem without a seed suffix."""
-    head, sep, tail = stem.rpartition("-seed")
-    if sep and head and tail.isdigit():
-        return head, int(tail)
-    return stem, None
 
 
 def run_label(config: dict) -> str:
@@ -151,17 +135,12 @@ def collect_results(
 def publish_run(run_dir: str | Path, results_root: str | Path, *, name: str | None = None) -> Path:
     """Copy ``run_dir/results.json`` to ``results_root/<dataset>/<name>.json`` (name from the run's label).
 
-    The run's per-query rank file (``ranks.npz``), when it has one, goes beside it as ``<name>.ranks.npz``.
+    The run's per-query rank file (``ranks.npz``), when it has one, goes beside it as ``<name>.ranks.npz``
+    (:func:`imvia_core.training.publish.publish_run_as`).
     """
     data = load_results(Path(run_dir) / "results.json")
     label = name or run_label(data["config"]).lower().replace(" w/o ", "-no-").replace(", ", "-no-").replace(" ", "-")
-    target = Path(results_root) / Path(data["dataset"]).name / f"{label}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(Path(run_dir) / "results.json", target)
-    ranks = Path(run_dir) / data.get("rank_file", "ranks.npz")
-    if ranks.is_file():
-        shutil.copyfile(ranks, target.with_name(f"{label}{RANK_SUFFIX}"))
-    return target
+    return publish_run_as(run_dir, results_root, name=label)
 
 
 def rank_file_of(results_path: str | Path) -> Path | None:

@@ -5,7 +5,7 @@ A variant is a model name plus configuration overrides. :func:`run_variant` trai
 same configuration is trained once and later calls (a notebook re-executed, the test suite, the Makefile) read the
 finished ``results.json``; an interrupted run is resumed. Each finished run is also copied to
 ``results/<profile>/<dataset>/<variant>.json`` (``<variant>-seed<N>.json`` for a seed other than 0) with its
-per-query rank file (see :func:`~imvia_core.reporting.results.publish_run`).
+per-query rank file (see :func:`~imvia_core.training.publish.publish_run_as`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from imvia_core.errors import ConfigError
-from imvia_core.reporting.results import publish_name, split_publish_name
 from imvia_core.training.config import LATER_FIELDS, TrainConfig, profile_config
+from imvia_core.training.publish import publish_name, publish_run_as, split_publish_name
 
 __all__ = [
     "VARIANTS",
@@ -104,7 +104,6 @@ def run_variant(
     The returned dict has an extra key ``"run_dir"``.
     """
     from imvia_core.paths import results_dir, runs_dir
-    from imvia_core.reporting.results import publish_run
     from imvia_core.training.trainer import train
 
     config = variant_config(variant, dataset=dataset, profile=profile, **overrides)
@@ -116,7 +115,7 @@ def run_variant(
     else:
         results = train(config, run_dir, resume=(run_dir / "config.json").is_file(), progress=progress)
     target = Path(results_root) if results_root is not None else results_dir() / profile
-    publish_run(run_dir, target, name=publish_name(variant, config.seed))
+    publish_run_as(run_dir, target, name=publish_name(variant, config.seed))
     return {**results, "run_dir": str(run_dir)}
 
 

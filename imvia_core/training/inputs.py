@@ -22,7 +22,7 @@ _MOMOK_NAMES = {"visual": ("img_features.pth", "img_features.pkl"), "text": ("te
 
 
 def find_features(graph, modality: str, source: str):
-    """Return the :class:`~imvia_core.features.types.ModalityFeatures` of ``modality`` for ``graph`` or ``None``."""
+    """Return the :class:`~imvia_core.types.ModalityFeatures` of ``modality`` for ``graph`` or ``None``."""
     from imvia_core.features.io import load_features
 
     names = list(graph.entity_to_id)

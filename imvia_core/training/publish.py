@@ -1,0 +1,54 @@
+"""Storing a finished run under ``results/``: the published file names and the copy itself.
+
+A run trained under ``runs/<profile>/<dataset>/<variant>-<digest>`` is published as
+``results/<profile>/<dataset>/<variant>.json`` (``<variant>-seed<N>.json`` for a seed other than 0) with its
+per-query rank file beside it. Reading published files back is :mod:`imvia_core.reporting.results`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from imvia_core.errors import InputError
+
+__all__ = ["RANK_SUFFIX", "publish_name", "publish_run_as", "split_publish_name"]
+
+#: suffix of a published rank file: ``results/<profile>/<dataset>/<name>.ranks.npz`` beside ``<name>.json``
+RANK_SUFFIX = ".ranks.npz"
+
+
+def publish_name(variant: str, seed: int = 0) -> str:
+    """The file stem of a published run: ``<variant>`` for seed 0, ``<variant>-seed<N>`` for another seed."""
+    return variant if seed == 0 else f"{variant}-seed{seed}"
+
+
+def split_publish_name(stem: str) -> tuple[str, int | None]:
+    """``("imvia", 2)`` for ``imvia-seed2``; ``(stem, None)`` for a stem without a seed suffix."""
+    head, sep, tail = stem.rpartition("-seed")
+    if sep and head and tail.isdigit():
+        return head, int(tail)
+    return stem, None
+
+
+def publish_run_as(run_dir: str | Path, results_root: str | Path, *, name: str) -> Path:
+    """Copy ``run_dir/results.json`` to ``results_root/<dataset>/<name>.json``; return the copy's path.
+
+    The run's per-query rank file (``ranks.npz``), when it has one, goes beside it as ``<name>.ranks.npz``.
+    """
+    source = Path(run_dir) / "results.json"
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"{source}: not a readable results file ({err})") from err
+    for key in ("dataset", "config", "test"):
+        if key not in data:
+            raise InputError(f"{source}: results file lacks the key {key!r}")
+    target = Path(results_root) / Path(data["dataset"]).name / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    ranks = Path(run_dir) / data.get("rank_file", "ranks.npz")
+    if ranks.is_file():
+        shutil.copyfile(ranks, target.with_name(f"{name}{RANK_SUFFIX}"))
+    return target
