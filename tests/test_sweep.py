@@ -282,6 +282,35 @@ def test_two_workers_share_a_study_through_postgresql_and_no_password_is_written
     assert _files_containing(dirs["root"], SECRET) == []
 
 
+def test_finish_with_epochs_retrains_the_best_configuration_then_tests_once(tmp_path, dirs, small_folder) -> None:
+    """``--finish --epochs N``: the best trial's configuration trained again for N epochs, then one test evaluation."""
+    from imvia_core.training import sweep
+
+    study = _study(tmp_path / "longer.yaml", small_folder, epochs=1, space={"lr": {"choices": [0.02]}})
+    sweep.run_sweep(study, threads=1, progress=False)
+    results = sweep.finish_sweep(study, epochs=2, progress=False)
+    assert results["sweep"]["retrained_epochs"] == 2 and results["sweep"]["epochs_per_trial"] == 1
+    assert results["epochs_trained"] == 2 and results["config"]["epochs"] == 2 and results["test"] is not None
+    assert results["config"]["lr"] == 0.02  # the trial's configuration, not the profile's
+    final = dirs["runs"] / "sweeps" / "longer" / "final-trial-0-2ep"
+    trains = [json.loads(x) for x in (final / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert [r["epoch"] for r in trains] == [1, 2]
+    written = dirs["results"] / "sweeps" / "longer" / "results.json"
+    assert json.loads(written.read_text())["sweep"]["retrained_epochs"] == 2
+    stamp, log = written.stat().st_mtime_ns, (final / "metrics.jsonl").read_text()
+    again = sweep.finish_sweep(study, epochs=2, progress=False)  # the same request: no second test evaluation
+    assert again["test"] == results["test"] and written.stat().st_mtime_ns == stamp
+    assert (final / "metrics.jsonl").read_text() == log  # nothing trained again
+
+
+def test_epochs_without_finish_is_one_clear_line(tmp_path, dirs, small_folder) -> None:
+    study = _study(tmp_path / "noflag.yaml", small_folder)
+    done = _sweep(str(study), "--epochs", "3")
+    assert done.returncode == 1
+    lines = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("imvia: warning")]
+    assert lines == ["imvia: error: --epochs goes with --finish (the trials' epochs are set in the study file)"]
+
+
 # ------------------------------------------------------------------------------------------------ validation only
 
 

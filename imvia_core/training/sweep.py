@@ -937,16 +937,20 @@ def finish_sweep(
     storage_url: str | None = None,
     sweep_dir: str | Path | None = None,
     device: str | None = None,
+    epochs: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the best complete trial once on valid and test and write ``results/sweeps/<study>/results.json``.
 
-    The trial's best checkpoint is reloaded (no retraining) into the model built from its ``config.json``, with
-    the full graph. Called again for the same best trial, the written result is returned without a second test
-    evaluation.
+    Without ``epochs`` the trial's best checkpoint is reloaded (no retraining) into the model built from its
+    ``config.json``, with the full graph. With ``epochs`` the trial's configuration is trained again for that many
+    epochs (e.g. the profile's full budget, where the trials had a shorter one) in
+    ``<sweep dir>/final-trial-<n>-<epochs>ep/``, selected on validation like any run, and its best checkpoint is
+    evaluated on test; an interrupted retraining resumes. Called again for the same best trial (and the same
+    ``epochs``), the written result is returned without a second test evaluation.
     """
     from imvia_core.training.checkpoint import atomic_write_text
-    from imvia_core.training.trainer import finish, prepare_run
+    from imvia_core.training.trainer import finish, prepare_run, train
 
     spec = load_study_spec(study_file)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(spec)
@@ -960,7 +964,8 @@ def finish_sweep(
     target = out_dir / "results.json"
     if target.is_file():
         previous = json.loads(target.read_text(encoding="utf-8"))
-        if previous.get("sweep", {}).get("trial") == best["number"]:
+        done = previous.get("sweep", {})
+        if done.get("trial") == best["number"] and done.get("retrained_epochs") == epochs:
             if progress:
                 print(f"trial {best['number']} was evaluated on test already: {target}")
             return previous
@@ -971,14 +976,21 @@ def finish_sweep(
     config = TrainConfig.from_file(run_dir / "config.json")
     if device:
         config.device = device
-    ctx = prepare_run(config)
-    state = {
-        "epoch": trial_results["epochs_trained"],
-        "best_epoch": trial_results["best_epoch"],
-        "train_seconds": trial_results["train_seconds"],
-        "stopped_early": trial_results.get("stopped_early", False),
-    }
-    results = finish(ctx, run_dir, state, progress=progress)
+    if epochs is not None:
+        if epochs < 1:
+            raise ConfigError(f"--epochs must be a positive integer, got {epochs}")
+        config.epochs = epochs
+        final_dir = sweep_dir / f"final-trial-{best['number']}-{epochs}ep"
+        results = train(config, final_dir, resume=(final_dir / "config.json").is_file(), progress=progress)
+    else:
+        ctx = prepare_run(config)
+        state = {
+            "epoch": trial_results["epochs_trained"],
+            "best_epoch": trial_results["best_epoch"],
+            "train_seconds": trial_results["train_seconds"],
+            "stopped_early": trial_results.get("stopped_early", False),
+        }
+        results = finish(ctx, run_dir, state, progress=progress)
     results["sweep"] = {
         "study": spec.name,
         "trial": best["number"],
@@ -991,6 +1003,7 @@ def finish_sweep(
         "pruner": spec.pruner,
         "n_trials": spec.n_trials,
         "epochs_per_trial": spec.epochs,
+        "retrained_epochs": epochs,
         "counts": summary["counts"],
         "storage": summary["storage"],
     }

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from imvia_core.errors import ConfigError
+
 __all__ = ["register"]
 
 _DESCRIPTION = """\
@@ -35,6 +37,9 @@ after the search:
   --finish           evaluate the best trial once on valid and test; writes results/sweeps/<study>/results.json
                      (study name, trial number, search space inside) with summary.json, summary.csv and
                      best-config.json (for 'imvia train --config') beside it
+  --finish --epochs N
+                     train the best trial's configuration again for N epochs (the profile's full budget, say, where
+                     the trials had a short one), select its checkpoint on validation, then evaluate it on test once
   --summary          only write the summary files (no training, no test)
 """
 
@@ -58,9 +63,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             log=lambda line: print(line, flush=True),
         )
         return 0
+    if args.epochs is not None and not args.finish:
+        raise ConfigError("--epochs goes with --finish (the trials' epochs are set in the study file)")
     if args.finish:
         results = sweep.finish_sweep(
-            args.study, storage_url=storage, sweep_dir=args.sweep_dir, device=devices[0] if devices else None
+            args.study,
+            storage_url=storage,
+            sweep_dir=args.sweep_dir,
+            device=devices[0] if devices else None,
+            epochs=args.epochs,
         )
         from imvia_core.evaluation import EvaluationResult
 
@@ -112,6 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads per worker (default: CPU count / workers)")
     p.add_argument("--sweep-dir", type=Path, help="where trial run directories go (default runs/sweeps/<study>)")
     p.add_argument("--finish", action="store_true", help="evaluate the best trial once on test (see below)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="with --finish: train the best trial's configuration again for this many epochs (e.g. the profile's "
+        "full budget) before its one test evaluation, instead of reloading the trial's checkpoint",
+    )
     p.add_argument("--summary", action="store_true", help="write the study summary only")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=_cmd_sweep)
