@@ -8,8 +8,8 @@ In one process and on one device it measures:
    times on a shared machine drift by tens of percent.
 2. **Training steps** of the full IMVIA model (four branches S, V, T, J, DB15K: 12842 entities, 558 relation ids
    with reciprocals, dim 256, batch 1024, three experts over random features of the MoMoK shapes, visual 4096-d
-   and text 768-d, one vector per entity), on the real DB15K training queries: the batch step of
-   :mod:`imvia_core.training.trainer`, reproduced here (targets built on the device from the
+   and text 768-d, one vector per entity), on the real DB15K training queries: the trainer's own batch step,
+   :func:`imvia_core.training.step.train_step` (targets built on the device from the
    :class:`~imvia_core.evaluation.FilterIndex`, the CLUB estimators' alternating step, the main step of Eq. 8, the
    gradient norm, both Adam steps), after warm-up steps. Seconds per step; seconds per epoch **extrapolated** as
    ``batches_per_epoch x median step`` (75,105 training queries, 74 batches); model FLOPs per step (below),

@@ -28,7 +28,8 @@ from imvia_core.data.loading import load_graph
 from imvia_core.evaluation import FilterIndex, evaluate
 from imvia_core.layout import prefer_entity_major
 from imvia_core.model import build_model
-from imvia_core.training.trainer import epoch_order, make_adam
+from imvia_core.training.step import Batch, Optimizers, build_targets, make_adam, train_step
+from imvia_core.training.trainer import epoch_order
 from imvia_core.types import ModalityFeatures
 
 __all__ = ["build_targets", "measure_matmul_peak", "random_features", "run_benchmark"]
@@ -110,39 +111,31 @@ def random_features(*, num_entities: int, visual_dim: int, text_dim: int, seed: 
     return out
 
 
-def build_targets(index, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
-    """The trainer's 1-N targets: a ``(B, E)`` float 0/1 matrix on the index's device, from the known tails."""
-    rows, cols = index.known_tails(heads, relations)
-    targets = torch.zeros(heads.shape[0], index.num_entities, device=index.device)
-    targets[rows, cols] = 1.0
-    return targets
-
-
 # ----------------------------------------------------------------------------------------------- training steps
 @dataclass
 class _Trainee:
     name: str
     model: Any
-    optimizer: torch.optim.Optimizer
-    aux_optimizer: torch.optim.Optimizer | None
+    optimizers: Optimizers
     loss_fn: Callable
     compile_error: str | None = None
 
 
 def _make_trainee(name: str, model, *, lr: float = 1e-3, compile_model: bool = False) -> _Trainee:
-    optimizer = make_adam(model.main_parameters(), lr=lr)
     aux_params = model.auxiliary_parameters()
-    aux_optimizer = make_adam(aux_params, lr=lr) if aux_params else None
+    optimizers = Optimizers(
+        main=make_adam(model.main_parameters(), lr=lr), aux=make_adam(aux_params, lr=lr) if aux_params else None
+    )
     loss_fn = model.training_loss
     if compile_model:
         loss_fn = torch.compile(model.training_loss)  # every timed batch has the same shape
-    return _Trainee(name, model, optimizer, aux_optimizer, loss_fn)
+    return _Trainee(name, model, optimizers, loss_fn)
 
 
 def _train_step(
     trainee: _Trainee, index, heads: torch.Tensor, relations: torch.Tensor, *, device: torch.device, dtype
 ) -> dict[str, float]:
-    """One batch of the trainer's loop; returns the seconds of each phase."""
+    """One batch of the trainer's loop (:func:`~imvia_core.training.step.train_step`); the seconds of each phase."""
     model = trainee.model
     marks = [time.perf_counter()]
 
@@ -150,37 +143,26 @@ def _train_step(
         sync(device)
         marks.append(time.perf_counter())
 
-    targets = build_targets(index, heads, relations)
-    mark()
-    if trainee.aux_optimizer is not None:  # alternating step of the CLUB estimators (Eq. 4)
-        with autocast(device, dtype):
-            aux_loss = model.auxiliary_loss(heads, relations)
-        if aux_loss is not None:
-            trainee.aux_optimizer.zero_grad(set_to_none=True)
-            aux_loss.float().backward()
-            trainee.aux_optimizer.step()
-    mark()
-    with autocast(device, dtype):
+    def loss_fn(heads: torch.Tensor, relations: torch.Tensor, targets: torch.Tensor):
         try:
-            loss, _ = trainee.loss_fn(heads, relations, targets)
+            return trainee.loss_fn(heads, relations, targets)
         except Exception as err:  # torch.compile failures: record them and run eagerly
             if trainee.loss_fn is model.training_loss:
                 raise
             trainee.compile_error = f"{type(err).__name__}: {err}"[:500]
             trainee.loss_fn = model.training_loss
-            loss, _ = model.training_loss(heads, relations, targets)
+            return model.training_loss(heads, relations, targets)
+
+    batch = Batch(heads, relations, build_targets(index, heads, relations))
     mark()
-    trainee.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    mark()
-    torch.nn.utils.clip_grad_norm_(model.main_parameters(), float("inf"))
-    trainee.optimizer.step()
-    mark()
+    step = train_step(
+        model, batch, trainee.optimizers, autocast=lambda: autocast(device, dtype), loss_fn=loss_fn, on_phase=mark
+    )
     names = ("targets", "aux_step", "forward", "backward", "optimizer")
     phases = {n: marks[i + 1] - marks[i] for i, n in enumerate(names)}
     phases["step"] = marks[-1] - marks[0]
-    if not math.isfinite(float(loss.detach())):
-        raise RuntimeError(f"{trainee.name}: the benchmark loss became {float(loss.detach())}")
+    if not math.isfinite(float(step.loss.detach())):
+        raise RuntimeError(f"{trainee.name}: the benchmark loss became {float(step.loss.detach())}")
     return phases
 
 

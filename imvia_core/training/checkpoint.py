@@ -29,6 +29,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "latest_good_checkpoint",
+    "prune_checkpoints",
+    "Checkpointer",
     "CorruptCheckpointError",
 ]
 
@@ -166,3 +168,82 @@ def prune_checkpoints(folder: str | Path, *, keep: int = 2) -> None:
     for _, path in _numbered(Path(folder))[keep:]:
         path.unlink(missing_ok=True)
         path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+
+
+class Checkpointer:
+    """A run's checkpoints: the numbered resumable ones (``ckpt-NNNNNN.pt``, newest ``keep`` kept) and ``best.pt``.
+
+    A numbered checkpoint holds the model, both optimizers, the schedule, the random states (torch's, CUDA's and
+    the epoch shuffle's), the loop's ``state`` dict and the configuration, so that a resumed run continues exactly
+    where it stopped; ``best.pt`` holds the weights of the selected epoch only.
+
+    :param optimizers: a :class:`~imvia_core.training.step.Optimizers`.
+    :param shuffle: the generator of the epoch order.
+    :param config: the run's configuration as a dict (stored in every numbered checkpoint).
+    """
+
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        model: torch.nn.Module,
+        optimizers: Any,
+        shuffle: torch.Generator,
+        device: torch.device,
+        config: dict[str, Any],
+        keep: int = 2,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.model, self.optimizers, self.shuffle = model, optimizers, shuffle
+        self.device, self.config, self.keep = device, config, keep
+
+    def save(self, state: dict[str, Any]) -> Path:
+        """Write ``ckpt-<epoch>.pt`` for ``state["epoch"]`` and delete all but the ``keep`` newest."""
+        opt = self.optimizers
+        path = save_checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": opt.main.state_dict(),
+                "aux_optimizer": opt.aux.state_dict() if opt.aux is not None else None,
+                "scheduler": opt.scheduler.state_dict(),
+                "rng_cpu": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "rng_shuffle": self.shuffle.get_state(),
+                "state": dict(state),
+                "config": self.config,
+            },
+            self.run_dir / f"ckpt-{state['epoch']:06d}.pt",
+        )
+        prune_checkpoints(self.run_dir, keep=self.keep)
+        return path
+
+    def save_best(self, epoch: int) -> Path:
+        """Write the current weights as ``best.pt`` (the selected epoch, 1-based)."""
+        return save_checkpoint({"model": self.model.state_dict(), "epoch": epoch}, self.run_dir / "best.pt")
+
+    def resume(self) -> tuple[Path | None, dict[str, Any] | None]:
+        """Restore everything from the newest good numbered checkpoint; ``(path, state)``, or ``(None, None)``.
+
+        :raises InputError: the checkpoint does not fit the model (feature files or code changed since the start).
+        """
+        path, ckpt = latest_good_checkpoint(self.run_dir, map_location=self.device)
+        if ckpt is None:
+            return None, None
+        opt = self.optimizers
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            opt.main.load_state_dict(ckpt["optimizer"])
+            if opt.aux is not None:
+                opt.aux.load_state_dict(ckpt["aux_optimizer"])
+            opt.scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(
+                f"{path}: does not fit the model built from config.json ({first[:300]}); were the feature "
+                "files or the code changed since the run started? Restore them, or start a new run directory"
+            ) from err
+        torch.set_rng_state(ckpt["rng_cpu"].cpu())  # checkpoints load onto the run's device
+        if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"].cpu(), self.device)
+        self.shuffle.set_state(ckpt["rng_shuffle"].cpu())
+        return path, ckpt["state"]

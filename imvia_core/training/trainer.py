@@ -34,17 +34,14 @@ import torch
 from tqdm.auto import tqdm
 
 from imvia_core.allocator import allocator_state
+from imvia_core.data.filtering import FilterIndex
 from imvia_core.errors import ConfigError, ImviaError, InputError
 from imvia_core.progress import bars_disabled
-from imvia_core.training.checkpoint import (
-    atomic_write_text,
-    latest_good_checkpoint,
-    load_checkpoint,
-    prune_checkpoints,
-    save_checkpoint,
-)
+from imvia_core.training.checkpoint import Checkpointer, atomic_write_text, load_checkpoint
 from imvia_core.training.config import TrainConfig, differences
+from imvia_core.training.guards import DivergenceGuard, EarlyStopper, TrainingDiverged
 from imvia_core.training.precision import check_precision, cpu_bf16_support, training_autocast
+from imvia_core.training.step import Batch, Optimizers, build_targets, make_adam, make_optimizers, train_step
 
 __all__ = [
     "train",
@@ -57,18 +54,6 @@ __all__ = [
     "epoch_order",
     "make_adam",
 ]
-
-
-def make_adam(params: list[torch.nn.Parameter], *, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam, with torch's fused kernel where every parameter is a float tensor on a CPU or a CUDA device.
-
-    The fused kernel updates a parameter and its two moments in one pass; torch's default (``foreach``) makes
-    several passes with temporaries. On the development CPU at DB15K size (75 M parameters, four 256^3 Tucker cores)
-    a step took 40 ms instead of 122 ms. The update is Adam's either way; values agree to float rounding.
-    """
-    params = list(params)
-    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 def epoch_order(
@@ -92,10 +77,6 @@ def epoch_order(
     batch_perm = torch.randperm(full, generator=generator)
     grouped = order[: full * batch_size].view(full, batch_size)[batch_perm].reshape(-1)
     return torch.cat([grouped, order[full * batch_size :]])
-
-
-class TrainingDiverged(ImviaError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 class TrainingStopped(Exception):
@@ -299,6 +280,136 @@ def check_splits(graph, skip_splits: tuple[str, ...] = ()) -> None:
         )
 
 
+@dataclass(eq=False)
+class _Loop:
+    """Everything the epochs share: the run, its optimizers, the training queries, the checkpoints, the state.
+
+    ``state`` (saved in every numbered checkpoint) holds ``epoch`` (epochs done), ``best_mrr``, ``best_epoch``,
+    ``bad_evals``, ``train_seconds`` and, once set, ``stopped_early`` and ``stopped``.
+    """
+
+    ctx: RunContext
+    run_dir: Path
+    optimizers: Optimizers
+    index: FilterIndex
+    q_heads: torch.Tensor
+    q_relations: torch.Tensor
+    shuffle: torch.Generator
+    checkpointer: Checkpointer
+    guard: DivergenceGuard
+    state: dict[str, Any]
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return math.ceil(int(self.q_heads.shape[0]) / self.ctx.config.batch_size)
+
+
+def _start(ctx: RunContext, run_dir: Path, *, resume: bool, progress: bool) -> _Loop:
+    """Optimizers, the training queries and their index of known tails, the checkpoints; resumed when asked."""
+    cfg, graph, model, device = ctx.config, ctx.graph, ctx.model, ctx.device
+    optimizers = make_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay)
+    # the distinct training queries (reciprocals included) and the index of their known tails
+    index = FilterIndex.from_triples(
+        graph.with_reciprocals("train"),
+        num_entities=graph.num_entities,
+        num_relations=graph.num_relations_with_reciprocals,
+    ).to(device)
+    q_heads, q_relations = index.unique_queries()
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    checkpointer = Checkpointer(
+        run_dir, model=model, optimizers=optimizers, shuffle=shuffle, device=device, config=cfg.to_dict()
+    )
+    state = {"epoch": 0, "best_mrr": -1.0, "best_epoch": 0, "bad_evals": 0, "train_seconds": 0.0}
+    loop = _Loop(
+        ctx, run_dir, optimizers, index, q_heads, q_relations, shuffle, checkpointer, DivergenceGuard(run_dir), state
+    )
+    path, saved = checkpointer.resume() if resume else (None, None)
+    if saved is not None:
+        loop.state = saved
+        _truncate_jsonl(loop.metrics_path, after_epoch=saved["epoch"])
+        if progress:
+            tqdm.write(f"resuming {run_dir} from {path.name} (epoch {saved['epoch']})")
+    elif loop.metrics_path.exists():  # nothing to resume from: the run starts over, and so does its log
+        loop.metrics_path.unlink()
+    return loop
+
+
+def _train_epoch(loop: _Loop, epoch: int) -> dict[str, float]:
+    """One pass over the training queries in the epoch's order; logs and returns the mean of each loss term."""
+    ctx, cfg = loop.ctx, loop.ctx.config
+    t0 = time.perf_counter()
+    order = epoch_order(loop.q_relations.cpu(), cfg.batch_size, loop.shuffle, by_relation=cfg.batch_order == "relation")
+    order = order.to(ctx.device)
+    sums: dict[str, float] = {}
+    grad_norm_sum = 0.0
+    n = loop.batches_per_epoch
+    for b in range(n):
+        idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        heads, relations = loop.q_heads[idx], loop.q_relations[idx]
+        batch = Batch(heads, relations, build_targets(loop.index, heads, relations))
+        step = train_step(
+            ctx.model,
+            batch,
+            loop.optimizers,
+            autocast=lambda: _autocast(cfg, ctx.device),
+            max_grad_norm=cfg.max_grad_norm,
+            guard=loop.guard.at(epoch, b),
+        )
+        grad_norm_sum += float(step.grad_norm)
+        for k, v in step.terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+    loop.optimizers.scheduler.step()
+    loop.state["epoch"] = epoch + 1
+    loop.state["train_seconds"] += time.perf_counter() - t0
+    means = {k: v / n for k, v in sums.items()}
+    record = {"kind": "train", "epoch": epoch + 1, "seconds": time.perf_counter() - t0, **means}
+    record["grad_norm"] = grad_norm_sum / n
+    record["lr"] = loop.optimizers.scheduler.get_last_lr()[0]
+    _append_jsonl(loop.metrics_path, record)
+    return means
+
+
+def _validate(loop: _Loop, epoch: int, *, on_validation: Callable[[int, float], None] | None, progress: bool) -> bool:
+    """Rank the validation split after ``epoch`` (1-based), keep the best weights, checkpoint; ``True``: stop."""
+    state = loop.state
+    valid = evaluate_model(loop.ctx, "valid", progress=False)
+    mrr = valid.metric("mrr")
+    loop.guard.check_validation(mrr, epoch)
+    stopper = EarlyStopper(loop.ctx.config.patience, state)
+    if stopper.observe(mrr, epoch):
+        loop.checkpointer.save_best(epoch)
+    hits = {f"hits@{k}": valid.metric(f"hits@{k}") for k in (1, 3, 10)}
+    _append_jsonl(loop.metrics_path, {"kind": "valid", "epoch": epoch, "mrr": mrr, **hits})
+    if progress:
+        tqdm.write(f"epoch {epoch}: valid MRR {mrr:.4f} (best {state['best_mrr']:.4f} at {state['best_epoch']})")
+    stop = stopper.should_stop()
+    loop.checkpointer.save(state)
+    if on_validation is not None and not stop:
+        try:
+            on_validation(epoch, mrr)
+        except TrainingStopped as signal:
+            state["stopped"] = str(signal) or f"stopped after the validation of epoch {epoch}"
+            if progress:
+                tqdm.write(f"epoch {epoch}: {state['stopped']}")
+            return True
+    return stop
+
+
+def _check_resumable(config: TrainConfig, config_path: Path) -> None:
+    """A resumed run must have been started with the same configuration (the device may differ)."""
+    saved = TrainConfig.from_file(config_path)
+    changed = differences(saved.to_dict(), config.to_dict(), ignore=("device",))
+    if changed:
+        raise ImviaError(
+            f"{config_path}: the run was started with another configuration ({'; '.join(changed)}); resume "
+            "with the same one, or start a new run directory"
+        )
+
+
 def train(
     config: TrainConfig,
     run_dir: str | Path,
@@ -322,203 +433,41 @@ def train(
         from its best checkpoint as usual).
     :param graph: the loaded graph to train on (see :func:`prepare_run`); default: load ``config.dataset``.
     """
-    from imvia_core.evaluation import FilterIndex
-
     skip_splits = tuple(dict.fromkeys(skip_splits))
     unknown = [s for s in skip_splits if s not in SKIPPABLE_SPLITS]
     if unknown:
         raise ConfigError(f"skip_splits: found {unknown}; only {', '.join(SKIPPABLE_SPLITS)} can be skipped")
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.json"
-    if resume and config_path.is_file():
-        saved = TrainConfig.from_file(config_path)
-        changed = differences(saved.to_dict(), config.to_dict(), ignore=("device",))
-        if changed:
-            raise ImviaError(
-                f"{config_path}: the run was started with another configuration ({'; '.join(changed)}); resume "
-                "with the same one, or start a new run directory"
-            )
-
+    if resume and (run_dir / "config.json").is_file():
+        _check_resumable(config, run_dir / "config.json")
     check_precision(config.precision, torch.device(config.device))  # before anything is written
     ctx = prepare_run(config, graph=graph)
     check_splits(ctx.graph, skip_splits)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(config_path)
-    cfg, graph, model, device = ctx.config, ctx.graph, ctx.model, ctx.device
-    optimizer = make_adam(model.main_parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    aux_params = model.auxiliary_parameters()
-    aux_optimizer = make_adam(aux_params, lr=cfg.lr) if aux_params else None
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
+    config.save(run_dir / "config.json")
+    loop = _start(ctx, run_dir, resume=resume, progress=progress)
+    cfg = ctx.config
 
-    # the distinct training queries (reciprocals included) and the index of their known tails
-    train_index = FilterIndex.from_triples(
-        graph.with_reciprocals("train"),
-        num_entities=graph.num_entities,
-        num_relations=graph.num_relations_with_reciprocals,
-    ).to(device)
-    q_heads, q_relations = train_index.unique_queries()
-    q_relations_cpu = q_relations.cpu()
-    num_queries = int(q_heads.shape[0])
-    batches_per_epoch = math.ceil(num_queries / cfg.batch_size)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-
-    metrics_path = run_dir / "metrics.jsonl"
-    state = {"epoch": 0, "best_mrr": -1.0, "best_epoch": 0, "bad_evals": 0, "train_seconds": 0.0}
-    if resume:
-        path, ckpt = latest_good_checkpoint(run_dir, map_location=device)
-        if ckpt is not None:
-            try:
-                model.load_state_dict(ckpt["model"])
-                optimizer.load_state_dict(ckpt["optimizer"])
-                if aux_optimizer is not None:
-                    aux_optimizer.load_state_dict(ckpt["aux_optimizer"])
-                scheduler.load_state_dict(ckpt["scheduler"])
-            except (RuntimeError, ValueError, KeyError, TypeError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise InputError(
-                    f"{path}: does not fit the model built from {config_path.name} ({first[:300]}); were the feature "
-                    "files or the code changed since the run started? Restore them, or start a new run directory"
-                ) from err
-            torch.set_rng_state(ckpt["rng_cpu"].cpu())  # checkpoints load onto the run's device
-            if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-                torch.cuda.set_rng_state(ckpt["rng_cuda"].cpu(), device)
-            shuffle.set_state(ckpt["rng_shuffle"].cpu())
-            state = ckpt["state"]
-            _truncate_jsonl(metrics_path, after_epoch=state["epoch"])
-            if progress:
-                tqdm.write(f"resuming {run_dir} from {path.name} (epoch {state['epoch']})")
-        elif metrics_path.exists():  # nothing to resume from: the run starts over, and so does its log
-            metrics_path.unlink()
-    elif metrics_path.exists():
-        metrics_path.unlink()
-
-    def checkpoint() -> None:
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "aux_optimizer": aux_optimizer.state_dict() if aux_optimizer is not None else None,
-                "scheduler": scheduler.state_dict(),
-                "rng_cpu": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                "rng_shuffle": shuffle.get_state(),
-                "state": dict(state),
-                "config": cfg.to_dict(),
-            },
-            run_dir / f"ckpt-{state['epoch']:06d}.pt",
-        )
-        prune_checkpoints(run_dir, keep=2)
-
-    model.train()
+    ctx.model.train()
     epochs = tqdm(
-        range(state["epoch"], cfg.epochs), desc=f"{cfg.model} on {cfg.dataset}", disable=bars_disabled(progress)
+        range(loop.state["epoch"], cfg.epochs), desc=f"{cfg.model} on {cfg.dataset}", disable=bars_disabled(progress)
     )
     for epoch in epochs:
-        t0 = time.perf_counter()
-        order = epoch_order(q_relations_cpu, cfg.batch_size, shuffle, by_relation=cfg.batch_order == "relation")
-        order = order.to(device)
-        sums: dict[str, float] = {}
-        grad_norm_sum = 0.0
-        for b in range(batches_per_epoch):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            heads, relations = q_heads[idx], q_relations[idx]
-            rows, cols = train_index.known_tails(heads, relations)
-            targets = torch.zeros(len(idx), graph.num_entities, device=device)
-            targets[rows, cols] = 1.0
-
-            if aux_optimizer is not None:  # alternating step: the CLUB estimators learn q(y|x) (Eq. 4)
-                with _autocast(cfg, device):
-                    aux_loss = model.auxiliary_loss(heads, relations)
-                if aux_loss is not None:
-                    aux_optimizer.zero_grad(set_to_none=True)
-                    aux_loss.float().backward()
-                    aux_optimizer.step()
-
-            with _autocast(cfg, device):  # main step: L = mu L1 + lambda L2 + L3 (Eq. 8)
-                loss, terms = model.training_loss(heads, relations, targets)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
-                    f"(terms: {', '.join(f'{k}={float(v):.4g}' for k, v in terms.items())}); "
-                    f"the last good checkpoint in {run_dir} is kept. Lower the learning rate or check the features."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            max_norm = cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.main_parameters(), max_norm)
-            if not torch.isfinite(grad_norm):  # checked before the step, so the weights stay as they were
-                raise TrainingDiverged(
-                    f"gradient norm became {float(grad_norm)} at epoch {epoch + 1}, batch {b + 1} (loss "
-                    f"{float(loss.detach()):.4g}); the last good checkpoint in {run_dir} is kept. Lower the learning "
-                    "rate, set max_grad_norm, or check the features."
-                )
-            optimizer.step()
-            grad_norm_sum += float(grad_norm)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        scheduler.step()
-        state["epoch"] = epoch + 1
-        state["train_seconds"] += time.perf_counter() - t0
-        means = {k: v / batches_per_epoch for k, v in sums.items()}
-        record = {"kind": "train", "epoch": epoch + 1, "seconds": time.perf_counter() - t0, **means}
-        record["grad_norm"] = grad_norm_sum / batches_per_epoch
-        record["lr"] = scheduler.get_last_lr()[0]
-        _append_jsonl(metrics_path, record)
+        means = _train_epoch(loop, epoch)
         epochs.set_postfix({k: f"{v:.4f}" for k, v in means.items() if k in ("kgc", "align", "mi", "loss")})
-
-        last_epoch = epoch + 1 == cfg.epochs
+        due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
         if "valid" in skip_splits:  # no model selection: the newest epoch is the result
-            state.update(best_epoch=epoch + 1)
-            if last_epoch or (epoch + 1) % cfg.eval_every == 0:
-                save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best.pt")
-                checkpoint()
-            continue
-        if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
-            valid = evaluate_model(ctx, "valid", progress=False)
-            mrr = valid.metric("mrr")
-            if not math.isfinite(mrr):
-                raise TrainingDiverged(
-                    f"validation MRR became {mrr} at epoch {epoch + 1}: the model's scores are not finite numbers; "
-                    f"the last good checkpoint in {run_dir} is kept. Lower the learning rate or check the features."
-                )
-            improved = mrr > state["best_mrr"]
-            if improved:
-                state.update(best_mrr=mrr, best_epoch=epoch + 1, bad_evals=0)
-                save_checkpoint({"model": model.state_dict(), "epoch": epoch + 1}, run_dir / "best.pt")
-            else:
-                state["bad_evals"] += 1
-            _append_jsonl(
-                metrics_path,
-                {
-                    "kind": "valid",
-                    "epoch": epoch + 1,
-                    "mrr": mrr,
-                    **{f"hits@{k}": valid.metric(f"hits@{k}") for k in (1, 3, 10)},
-                },
-            )
-            if progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}: valid MRR {mrr:.4f} (best {state['best_mrr']:.4f} at {state['best_epoch']})"
-                )
-            stop = cfg.patience > 0 and state["bad_evals"] >= cfg.patience
-            if stop:
-                state["stopped_early"] = True
-            checkpoint()
-            if on_validation is not None and not stop:
-                try:
-                    on_validation(epoch + 1, mrr)
-                except TrainingStopped as signal:
-                    state["stopped"] = str(signal) or f"stopped after the validation of epoch {epoch + 1}"
-                    if progress:
-                        tqdm.write(f"epoch {epoch + 1}: {state['stopped']}")
-                    break
-            if stop:
-                break
+            loop.state.update(best_epoch=epoch + 1)
+            if due:
+                loop.checkpointer.save_best(epoch + 1)
+                loop.checkpointer.save(loop.state)
+        elif due and _validate(loop, epoch + 1, on_validation=on_validation, progress=progress):
+            break
     else:
-        if state["epoch"] % cfg.eval_every != 0 and state["epoch"] < cfg.epochs:
-            checkpoint()
+        if loop.state["epoch"] % cfg.eval_every != 0 and loop.state["epoch"] < cfg.epochs:
+            loop.checkpointer.save(loop.state)
 
-    return finish(ctx, run_dir, state, progress=progress, skip_splits=skip_splits)
+    return finish(ctx, run_dir, loop.state, progress=progress, skip_splits=skip_splits)
 
 
 def finish(
