@@ -439,11 +439,11 @@ def _measure_imvia_training(
         # the same steps with full (B, E) logits per branch and the loss after them (the path before
         # one_to_n_bce_linear), for a before/after comparison in one process; a fresh optimizer
         setup.log("IMVIA training with logits first, then the loss (fused_scoring_loss=False)")
-        model.config.fused_scoring_loss = False
+        model.execution.fused_scoring_loss = False
         try:
             unfused = time_variant(_make_trainee("imvia", model, compile_model=compile_model))
         finally:
-            model.config.fused_scoring_loss = True
+            model.execution.fused_scoring_loss = True
         if "heap_peak_bytes" in unfused:
             unfused["working_set_in_batch_matrices"] = (unfused["heap_peak_bytes"] - unfused["heap_start_bytes"]) / (
                 shape.batch_size * setup.graph.num_entities * 4

@@ -14,6 +14,19 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny runs are faster so, and do not compete with the subprocesses they start.
+
+    A module asks for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 #: a local copy of the benchmark datasets laid out as <NAME>/<FILE>, next to the checkout (absent in most CI runs)
 MIRROR_DIR = Path(__file__).resolve().parent.parent / ".." / "shared" / "datasets"
 

@@ -87,7 +87,7 @@ def test_imvia_training_loss_fast_paths_equal_reference(switch):
 
 
 def test_tucker_baseline_fused_loss_equals_logits_then_loss():
-    from imvia_core.model.losses import one_to_n_bce
+    from imvia_core.model.kernels.bce import one_to_n_bce
 
     graph = _graph()
     index = FilterIndex.from_triples(graph.with_reciprocals("train"), num_entities=E, num_relations=2 * R)

@@ -157,7 +157,7 @@ def test_experts_on_multiview_mean_and_trainable_features():
 
 
 def test_view_cosines_closed_form_backward_equals_plain_autograd():
-    from imvia_core.model.fusion import view_cosines, view_cosines_reference
+    from imvia_core.model.kernels.view_cosines import view_cosines, view_cosines_reference
 
     gen = torch.Generator().manual_seed(4)
     views = torch.randn(6, 3, 5, generator=gen, dtype=torch.float64)

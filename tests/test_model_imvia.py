@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from imvia_core.errors import ConfigError, InputError
-from imvia_core.model import IMVIA, IMVIAConfig, build_model
+from imvia_core.model import IMVIA, ExecutionOptions, IMVIAConfig, build_model
 from imvia_core.types import ModalityFeatures
 
 torch.set_num_threads(1)
@@ -33,9 +33,15 @@ def _features() -> tuple[ModalityFeatures, ModalityFeatures]:
 def _model(visual=True, text=True, **overrides) -> IMVIA:
     torch.manual_seed(0)
     vis, txt = _features()
+    execution, overrides = ExecutionOptions.split(overrides)
     cfg = IMVIAConfig(dim=8, club_hidden_dim=8, input_pool_dim=16, **overrides)
     return IMVIA(
-        num_entities=E, num_relations=R, visual=vis if visual else None, text=txt if text else None, config=cfg
+        num_entities=E,
+        num_relations=R,
+        visual=vis if visual else None,
+        text=txt if text else None,
+        config=cfg,
+        execution=execution,
     )
 
 

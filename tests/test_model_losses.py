@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear, one_to_n_bce_reference, resolve_chunk_rows
+from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_linear, one_to_n_bce_reference, resolve_chunk_rows
 
 torch.set_num_threads(1)
 

@@ -122,7 +122,7 @@ def test_bf16_training_evaluates_in_float32() -> None:
 
 def test_fused_loss_gemms_in_bf16_match_fp32() -> None:
     """Under CPU bf16 autocast the fused 1-N loss scores in bf16 GEMMs; loss and gradients stay close to float32."""
-    from imvia_core.model.losses import one_to_n_bce_linear
+    from imvia_core.model.kernels.bce import one_to_n_bce_linear
 
     g = torch.Generator().manual_seed(0)
     qs = [torch.randn(300, 24, generator=g, requires_grad=True) for _ in range(2)]

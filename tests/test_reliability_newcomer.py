@@ -25,12 +25,8 @@ from imvia_core.types import ModalityFeatures
 TRAIN = ["train", "--profile", "ci", "--model", "tucker", "--dim", "4", "--epochs", "2", "--eval-every", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: the runs here are tiny: one thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _emptied(tmp_path: Path, *splits: str) -> Path:

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from imvia_core.cli import main
@@ -26,12 +25,8 @@ SECRET = "s3cret-Pg-pw-4711"
 GRID = {"lr": {"choices": [0.01, 0.02]}, "hidden_dropout2": {"low": 0.1, "high": 0.3, "step": 0.2}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+#: the runs here are tiny: one thread (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

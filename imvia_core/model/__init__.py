@@ -4,11 +4,12 @@ from imvia_core.model.alignment import ContrastiveAlignment, symmetric_contrasti
 from imvia_core.model.base import KGCModel
 from imvia_core.model.baselines import BaselineConfig, ComplEx, DistMult, PairRE, RotatE, TransE, TuckER
 from imvia_core.model.disentangle import GaussianCLUB, ModalityCLUB, ViewCLUB
+from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.factory import MODEL_NAMES, build_model
 from imvia_core.model.fusion import FusionOutput, MultiViewFusion
 from imvia_core.model.imvia import IMVIA, IMVIAConfig, IMVIAInspection
 from imvia_core.model.joint import JointEmbedding, JointOutput, RelationAwareDecisionFusion, fused_logit
-from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_reference
+from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_reference
 from imvia_core.model.tucker import RelationGroups, TuckerScorer, contract_by_relation
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ComplEx",
     "ContrastiveAlignment",
     "DistMult",
+    "ExecutionOptions",
     "FusionOutput",
     "GaussianCLUB",
     "IMVIA",

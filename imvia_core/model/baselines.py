@@ -32,7 +32,7 @@ from torch import nn
 from imvia_core.errors import ConfigError, InputError
 from imvia_core.model._utils import check_positive, check_probability, float32_region, upcast
 from imvia_core.model.base import KGCModel
-from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear
+from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
 
 _EPS = 1e-12
@@ -364,7 +364,7 @@ class TuckER(StructuralModel):
         return self.scorer.logits(self._query(heads, relations), self.entity_embeddings.weight)
 
     def _kgc_loss(self, heads: torch.Tensor, relations: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Scored block by block inside the loss (:func:`~.losses.one_to_n_bce_linear`)."""
+        """Scored block by block inside the loss (:func:`~.kernels.bce.one_to_n_bce_linear`)."""
         loss, _ = one_to_n_bce_linear(
             [self._query(heads, relations)],
             [self.entity_embeddings.weight],

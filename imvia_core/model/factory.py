@@ -17,6 +17,7 @@ from imvia_core.model.baselines import (
     TransE,
     TuckER,
 )
+from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.imvia import IMVIA, IMVIAConfig
 from imvia_core.types import ModalityFeatures
 
@@ -53,7 +54,8 @@ def build_model(
     :param features: ``{"visual": ..., "text": ...}``, entries may be ``None`` or missing (IMVIA only; the
         structural baselines ignore features).
     :param config: hyperparameters: fields of :class:`~imvia_core.model.imvia.IMVIAConfig` for ``imvia``, of
-        :class:`~imvia_core.model.baselines.BaselineConfig` otherwise; unknown keys raise ``ConfigError``.
+        :class:`~imvia_core.model.baselines.BaselineConfig` otherwise; unknown keys raise ``ConfigError``. For
+        ``imvia`` the fields of :class:`~imvia_core.model.execution.ExecutionOptions` are accepted too and go there.
     """
     key = name.lower()
     if key not in MODEL_NAMES:
@@ -69,12 +71,14 @@ def build_model(
         raise InputError(f"model features: found modality key(s) {unknown}; expected keys among {_FEATURE_KEYS}")
     values = dict(config or {})
     if key == "imvia":
+        execution, values = ExecutionOptions.split(values)
         return IMVIA(
             num_entities=num_entities,
             num_relations=num_relations_with_reciprocals,
             visual=features.get("visual"),
             text=features.get("text"),
             config=IMVIAConfig.from_dict(values),
+            execution=execution,
         )
     return _BASELINES[key](
         num_entities=num_entities,

@@ -51,9 +51,10 @@ from imvia_core.model._utils import check_positive, check_probability, float32_r
 from imvia_core.model.alignment import ContrastiveAlignment
 from imvia_core.model.base import KGCModel
 from imvia_core.model.disentangle import ModalityCLUB, ViewCLUB
+from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.fusion import MultiViewFusion
 from imvia_core.model.joint import JointEmbedding, RelationAwareDecisionFusion, fused_logit
-from imvia_core.model.losses import one_to_n_bce, one_to_n_bce_linear
+from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
 from imvia_core.types import ModalityFeatures
 
@@ -95,9 +96,6 @@ class IMVIAConfig:
     :param mi_between: ``"modalities"`` (Eq. 4) or ``"views"`` (upstream placement, on the expert dimension).
     :param mi_ordered_pairs: one CLUB estimator per ordered pair instead of per unordered pair.
     :param club_hidden_dim: hidden width of the CLUB estimators.
-    :param fast_tucker: per-distinct-relation core contraction (``False``: per-example reference path).
-    :param fused_scoring_loss: in training, score and take the 1-N BCE block by block
-        (:func:`~.losses.one_to_n_bce_linear`, no ``(B, E)`` logits kept); ``False``: logits first, then the loss.
     """
 
     dim: int = 256
@@ -128,8 +126,6 @@ class IMVIAConfig:
     mi_between: str = "modalities"
     mi_ordered_pairs: bool = False
     club_hidden_dim: int = 256
-    fast_tucker: bool = True
-    fused_scoring_loss: bool = True
 
     def __post_init__(self) -> None:
         for name in ("dim", "num_experts", "club_hidden_dim", "view_temperature", "lambda_kgc"):
@@ -205,6 +201,7 @@ class IMVIA(KGCModel):
     :param visual: visual features, or ``None`` (modality absent).
     :param text: text features, or ``None``.
     :param config: hyperparameters (defaults if ``None``).
+    :param execution: which kernels compute them (fast ones by default; the same function either way).
     """
 
     def __init__(
@@ -215,10 +212,12 @@ class IMVIA(KGCModel):
         visual: ModalityFeatures | None = None,
         text: ModalityFeatures | None = None,
         config: IMVIAConfig | None = None,
+        execution: ExecutionOptions | None = None,
     ) -> None:
         super().__init__()
         cfg = config or IMVIAConfig()
         self.config = cfg
+        self.execution = execution or ExecutionOptions()
         self.num_entities = int(num_entities)
         self.num_relations = int(num_relations)
         d = cfg.dim
@@ -278,7 +277,7 @@ class IMVIA(KGCModel):
                     input_dropout=cfg.input_dropout,
                     hidden_dropout1=cfg.hidden_dropout1,
                     hidden_dropout2=cfg.hidden_dropout2,
-                    fast=cfg.fast_tucker,
+                    fast=self.execution.fast_tucker,
                     num_candidates=num_entities,
                 )
                 for b in self.score_branches
@@ -516,7 +515,7 @@ class IMVIA(KGCModel):
         candidates = None
         if not cfg.condition_candidates_on_relation:
             candidates = self._encode(None, None, need, views=all_views)
-        if candidates is not None and cfg.fused_scoring_loss:
+        if candidates is not None and self.execution.fused_scoring_loss:
             queries, head_enc, _ = self._branch_queries(heads, relations, branches, head_views=head_views)
             kgc, terms = one_to_n_bce_linear(
                 [queries[b] for b in branches],

@@ -11,7 +11,7 @@ Decision fusion: the final plausibility is ``p = sum_m beta_m(r) sigmoid(S_m)`` 
 ``beta(r) = softmax(W_beta e_r)`` over the active branches (or the uniform average, the ablation).
 :func:`fused_logit` returns ``logit(p)``: it ranks like ``p`` but does not saturate at 1 in float32 (which would
 create ties among the top-ranked entities).
-The training loss on ``p`` is in :mod:`.losses`.
+The training loss on ``p`` is in :mod:`.kernels.bce`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from torch import nn
 from imvia_core.errors import ConfigError
 from imvia_core.layout import is_entity_major
 from imvia_core.model._utils import float32_region, masked_softmax, upcast
-from imvia_core.model.losses import resolve_chunk_rows
+from imvia_core.model.kernels.bce import resolve_chunk_rows
 
 __all__ = ["JointEmbedding", "JointOutput", "RelationAwareDecisionFusion", "fused_logit"]
 
@@ -135,7 +135,7 @@ def fused_logit(
     :param logits: ``M`` tensors of shape ``(B, E)``: the branch scores ``S_m``.
     :param log_weights: shape ``(B, M)``: ``log beta``.
     :param chunk_rows: rows of ``(B, E)`` per chunk, or the same number of elements in entity blocks (default:
-        :func:`~.losses.resolve_chunk_rows`: cache-sized on a CPU, everything at once on an accelerator).
+        :func:`~.kernels.bce.resolve_chunk_rows`: cache-sized on a CPU, everything at once on an accelerator).
     :return: shape ``(B, E)``.
     """
     b = log_weights.shape[0]

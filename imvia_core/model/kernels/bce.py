@@ -184,6 +184,39 @@ def _autocast_gemm_dtype(device: torch.device) -> torch.dtype | None:
     return None
 
 
+def _accumulators(b: int, m_count: int, dt: torch.dtype, device: torch.device, log_weights: torch.Tensor | None):
+    """``grad_b`` ``(M,)`` and ``terms`` ``(M + 1,)`` in float64; ``dL/dlog beta`` ``(B, M)`` and ``beta`` in ``dt``
+    (both ``None`` without ``log_weights``)."""
+    fused = log_weights is not None
+    grad_b = torch.zeros(m_count, dtype=torch.float64, device=device)
+    terms = torch.zeros(m_count + 1, dtype=torch.float64, device=device)
+    grad_lw = torch.zeros(b, m_count, dtype=dt, device=device) if fused else None
+    beta = log_weights.detach().to(dt).exp() if fused else None
+    return grad_b, terms, grad_lw, beta
+
+
+def _block_rows(chunk_rows: int) -> tuple[int, int]:
+    """Rows per chunk of the element-wise work, and rows per scoring matmul (wide enough for a fast GEMM)."""
+    rows = max(1, chunk_rows)
+    return rows, rows * max(1, SCORING_BLOCK_ROWS // rows)
+
+
+def _block_terms(targets, k0, k1, rows, dt, label_smoothing, scores, beta, terms, grad_lw) -> None:
+    """The loss terms and ``dL/dS`` of rows ``k0..k1``, whose scores fill the first rows of ``scores`` (one
+    ``(block, E)`` buffer per branch), chunk by chunk. ``dL/dS`` overwrites the scores: :func:`_chunk_terms`
+    reads each branch's scores once, into the sigmoids, before it writes that branch's gradient."""
+    for r0 in range(k0, k1, rows):
+        r1 = min(k1, r0 + rows)
+        _chunk_terms(
+            _smoothed(targets[r0:r1], dt, label_smoothing),
+            [sc[r0 - k0 : r1 - k0] for sc in scores],
+            beta[r0:r1] if beta is not None else None,
+            terms,
+            [g[r0 - k0 : r1 - k0] for g in scores],
+            grad_lw[r0:r1] if grad_lw is not None else None,
+        )
+
+
 class _OneToNBCELinear(torch.autograd.Function):
     """:func:`one_to_n_bce` of ``S_m = q_m T_m^T + b_m``, never holding a whole ``(B, E)`` matrix."""
 
@@ -211,19 +244,14 @@ class _OneToNBCELinear(torch.autograd.Function):
         bs = [bias.detach().to(dt) for bias in biases]
         grad_q = [torch.empty_like(q) for q in qs]
         grad_t = [torch.zeros_like(t) for t in ts]
-        grad_b = torch.zeros(m_count, dtype=torch.float64, device=device)
-        terms = torch.zeros(m_count + 1, dtype=torch.float64, device=device)
-        grad_lw = torch.zeros(b, m_count, dtype=dt, device=device) if fused else None
-        beta = log_weights.detach().to(dt).exp() if fused else None
-        rows = max(1, chunk_rows)
-        block = rows * max(1, SCORING_BLOCK_ROWS // rows)  # rows per scoring matmul: wide enough for a fast GEMM
+        grad_b, terms, grad_lw, beta = _accumulators(b, m_count, dt, device, log_weights)
+        rows, block = _block_rows(chunk_rows)
         scores = [torch.empty(min(block, b), e, dtype=dt, device=device) for _ in range(m_count)]
         # where the entity-major GEMM is the faster one (prefer_entity_major: a CPU; this forward runs without
         # autograd), it plus a transposing copy beats the (n, d) x (d, E) GEMM with the same values, bit for bit:
         # 7.0 against 9.2 ms for 128 rows at DB15K size on the development machine
         entity_major = torch.empty(e * min(block, b), dtype=dt, device=device) if prefer_entity_major(device) else None
-        # dL/dS of a row chunk overwrites its scores: _chunk_terms reads each branch's scores once, into the
-        # sigmoids, before it writes that branch's gradient
+        # dL/dS of a row chunk overwrites its scores (_block_terms)
         grads = scores
         for k0 in range(0, b, block):
             k1 = min(b, k0 + block)
@@ -234,16 +262,7 @@ class _OneToNBCELinear(torch.autograd.Function):
                     scores[m][:n].copy_(by_entity.t())
                 else:
                     torch.addmm(bs[m], qs[m][k0:k1], ts[m].t(), out=scores[m][:n])
-            for r0 in range(k0, k1, rows):
-                r1 = min(k1, r0 + rows)
-                _chunk_terms(
-                    _smoothed(targets[r0:r1], dt, label_smoothing),
-                    [sc[r0 - k0 : r1 - k0] for sc in scores],
-                    beta[r0:r1] if fused else None,
-                    terms,
-                    [g[r0 - k0 : r1 - k0] for g in grads],
-                    grad_lw[r0:r1] if fused else None,
-                )
+            _block_terms(targets, k0, k1, rows, dt, label_smoothing, scores, beta, terms, grad_lw)
             for m in range(m_count):
                 g = grads[m][:n]
                 torch.mm(g, ts[m], out=grad_q[m][k0:k1])
@@ -268,12 +287,8 @@ class _OneToNBCELinear(torch.autograd.Function):
         bs = [bias.detach().to(dt) for bias in biases]
         grad_q = [torch.empty(q.shape, dtype=dt, device=device) for q in qs]
         grad_t = [torch.zeros(t.shape, dtype=dt, device=device) for t in ts]
-        grad_b = torch.zeros(m_count, dtype=torch.float64, device=device)
-        terms = torch.zeros(m_count + 1, dtype=torch.float64, device=device)
-        grad_lw = torch.zeros(b, m_count, dtype=dt, device=device) if fused else None
-        beta = log_weights.detach().to(dt).exp() if fused else None
-        rows = max(1, chunk_rows)
-        block = rows * max(1, SCORING_BLOCK_ROWS // rows)
+        grad_b, terms, grad_lw, beta = _accumulators(b, m_count, dt, device, log_weights)
+        rows, block = _block_rows(chunk_rows)
         scores = [torch.empty(min(block, b), e, dtype=dt, device=device) for _ in range(m_count)]
         low_block = torch.empty(min(block, b), e, dtype=low, device=device)
         for k0 in range(0, b, block):
@@ -282,16 +297,7 @@ class _OneToNBCELinear(torch.autograd.Function):
             for m in range(m_count):
                 torch.mm(qs[m][k0:k1], ts[m].t(), out=low_block[:n])
                 torch.add(low_block[:n], bs[m], out=scores[m][:n])  # the bias in float32
-            for r0 in range(k0, k1, rows):
-                r1 = min(k1, r0 + rows)
-                _chunk_terms(
-                    _smoothed(targets[r0:r1], dt, label_smoothing),
-                    [sc[r0 - k0 : r1 - k0] for sc in scores],
-                    beta[r0:r1] if fused else None,
-                    terms,
-                    [g[r0 - k0 : r1 - k0] for g in scores],
-                    grad_lw[r0:r1] if fused else None,
-                )
+            _block_terms(targets, k0, k1, rows, dt, label_smoothing, scores, beta, terms, grad_lw)
             for m in range(m_count):
                 g = scores[m][:n]
                 grad_b[m] += g.sum()
