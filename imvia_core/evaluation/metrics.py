@@ -20,6 +20,7 @@ from imvia_core.evaluation.ranks import RANK_TYPES
 __all__ = [
     "DEFAULT_KS",
     "DIRECTIONS",
+    "HEADLINE_METRICS",
     "HEADLINE_RANK_TYPE",
     "RankMetrics",
     "EvaluationResult",
@@ -28,6 +29,8 @@ __all__ = [
 
 #: the Hits@k cut-offs reported by default (the paper plots Hits@100 in Fig. 2)
 DEFAULT_KS: tuple[int, ...] = (1, 3, 10, 100)
+#: the metrics a run reports first (tables, ``imvia evaluate``): MRR and Hits@k at :data:`DEFAULT_KS`
+HEADLINE_METRICS: tuple[str, ...] = ("mrr", *(f"hits@{k}" for k in DEFAULT_KS))
 #: prediction directions: ``"tail"`` answers ``(h, r, ?)``, ``"head"`` answers ``(?, r, t)`` via ``(t, r^-1, ?)``
 DIRECTIONS: tuple[str, ...] = ("tail", "head")
 #: the rank type of headline numbers

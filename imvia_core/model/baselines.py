@@ -37,7 +37,17 @@ from imvia_core.model.tucker import RelationGroups, TuckerScorer
 
 _EPS = 1e-12
 
-__all__ = ["BaselineConfig", "ComplEx", "DistMult", "PairRE", "RotatE", "TransE", "TuckER", "StructuralModel"]
+__all__ = [
+    "BASELINES",
+    "BaselineConfig",
+    "ComplEx",
+    "DistMult",
+    "PairRE",
+    "RotatE",
+    "TransE",
+    "TuckER",
+    "StructuralModel",
+]
 
 
 @dataclass
@@ -102,6 +112,9 @@ class StructuralModel(KGCModel):
     :param relation_dim: width of the relation table (default ``config.dim``).
     """
 
+    #: the model's name in tables and reports (``TransE``, ...)
+    label = "?"
+
     def __init__(
         self,
         *,
@@ -157,6 +170,8 @@ class StructuralModel(KGCModel):
 class TransE(StructuralModel):
     """``gamma - ||h + r - t||_p`` (Bordes et al., 2013) scored 1-N."""
 
+    label = "TransE"
+
     def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
         super().__init__(num_entities=num_entities, num_relations=num_relations, config=config)
         bound = (self.config.gamma + 2.0) / self.config.dim
@@ -179,6 +194,8 @@ class TransE(StructuralModel):
 class DistMult(StructuralModel):
     """``<h, r, t>`` (Yang et al., 2015) scored 1-N."""
 
+    label = "DistMult"
+
     def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
         super().__init__(num_entities=num_entities, num_relations=num_relations, config=config)
         nn.init.xavier_normal_(self.entity_embeddings.weight)
@@ -196,6 +213,8 @@ def _check_even(name: str, dim: int) -> None:
 
 class ComplEx(StructuralModel):
     """``Re(<h, r, conj(t)>)`` (Trouillon et al., 2016) scored 1-N."""
+
+    label = "ComplEx"
 
     def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
         super().__init__(num_entities=num_entities, num_relations=num_relations, config=config)
@@ -257,6 +276,8 @@ class _RotateDistance(torch.autograd.Function):
 class RotatE(StructuralModel):
     """``gamma - sum_i |h_i r_i - t_i|`` with ``r_i = exp(i theta_i)`` (Sun et al., 2019), scored 1-N in chunks."""
 
+    label = "RotatE"
+
     def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
         cfg = config or BaselineConfig()
         _check_even("RotatE", cfg.dim)
@@ -317,6 +338,8 @@ class PairRE(StructuralModel):
     ``gamma + b - distance`` with a learned scalar ``b`` started at ``-gamma - log E`` (see ``__init__``).
     """
 
+    label = "PairRE"
+
     def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
         cfg = config or BaselineConfig()
         super().__init__(num_entities=num_entities, num_relations=num_relations, config=cfg, relation_dim=2 * cfg.dim)
@@ -340,6 +363,8 @@ class PairRE(StructuralModel):
 
 class TuckER(StructuralModel):
     """TuckER (Balazevic et al., 2019) on structural embeddings, with the fast per-relation contraction."""
+
+    label = "TuckER"
 
     def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
         cfg = config or BaselineConfig()
@@ -373,3 +398,15 @@ class TuckER(StructuralModel):
             label_smoothing=self.config.label_smoothing,
         )
         return loss
+
+
+#: every structural baseline by the name :func:`~imvia_core.model.build_model` and ``--model`` accept; a new
+#: baseline is a class above plus its entry here
+BASELINES: dict[str, type[StructuralModel]] = {
+    "transe": TransE,
+    "distmult": DistMult,
+    "complex": ComplEx,
+    "rotate": RotatE,
+    "pairre": PairRE,
+    "tucker": TuckER,
+}

@@ -7,33 +7,18 @@ from typing import Any
 
 from imvia_core.errors import ConfigError, InputError
 from imvia_core.model.base import KGCModel
-from imvia_core.model.baselines import (
-    BaselineConfig,
-    ComplEx,
-    DistMult,
-    PairRE,
-    RotatE,
-    StructuralModel,
-    TransE,
-    TuckER,
-)
+from imvia_core.model.baselines import BASELINES, BaselineConfig
 from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.imvia import IMVIA, IMVIAConfig
 from imvia_core.types import ModalityFeatures
 
-__all__ = ["MODEL_NAMES", "build_model"]
+__all__ = ["MODEL_LABELS", "MODEL_NAMES", "build_model"]
 
-_BASELINES: dict[str, type[StructuralModel]] = {
-    "transe": TransE,
-    "distmult": DistMult,
-    "complex": ComplEx,
-    "rotate": RotatE,
-    "pairre": PairRE,
-    "tucker": TuckER,
-}
 
 #: every name :func:`build_model` accepts
-MODEL_NAMES: tuple[str, ...] = ("imvia",) + tuple(_BASELINES)
+MODEL_NAMES: tuple[str, ...] = ("imvia",) + tuple(BASELINES)
+#: model name -> its name in tables and reports
+MODEL_LABELS: dict[str, str] = {"imvia": "IMVIA", **{name: cls.label for name, cls in BASELINES.items()}}
 
 _FEATURE_KEYS = ("visual", "text")
 
@@ -80,7 +65,7 @@ def build_model(
             config=IMVIAConfig.from_dict(values),
             execution=execution,
         )
-    return _BASELINES[key](
+    return BASELINES[key](
         num_entities=num_entities,
         num_relations=num_relations_with_reciprocals,
         config=BaselineConfig.from_dict(values),

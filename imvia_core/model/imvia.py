@@ -53,12 +53,15 @@ from imvia_core.model.base import KGCModel
 from imvia_core.model.disentangle import ModalityCLUB, ViewCLUB
 from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.fusion import MultiViewFusion
-from imvia_core.model.joint import JointEmbedding, RelationAwareDecisionFusion, fused_logit
+from imvia_core.model.joint import DECISION_FUSION_MODES, JointEmbedding, RelationAwareDecisionFusion, fused_logit
 from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
 from imvia_core.types import ModalityFeatures
 
-__all__ = ["IMVIA", "IMVIAConfig", "IMVIAInspection"]
+__all__ = ["IMVIA", "IMVIAConfig", "IMVIAInspection", "MI_PLACEMENTS"]
+
+#: values of ``mi_between``: the CLUB bound between the modalities (Eq. 4) or between the views of one modality
+MI_PLACEMENTS: tuple[str, ...] = ("modalities", "views")
 
 _MODALITY_OF_FEATURE = {"V": "visual", "T": "text"}
 
@@ -140,8 +143,8 @@ class IMVIAConfig:
                 raise ConfigError(f"model config {name}: found {getattr(self, name)!r}; expected a number >= 0")
         choices = {
             "view_mode": ("auto", "experts", "views"),
-            "decision_fusion": ("gated", "uniform"),
-            "mi_between": ("modalities", "views"),
+            "decision_fusion": DECISION_FUSION_MODES,
+            "mi_between": MI_PLACEMENTS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

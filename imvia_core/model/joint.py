@@ -29,7 +29,7 @@ from imvia_core.layout import is_entity_major
 from imvia_core.model._utils import float32_region, masked_softmax, upcast
 from imvia_core.model.kernels.bce import resolve_chunk_rows
 
-__all__ = ["JointEmbedding", "JointOutput", "RelationAwareDecisionFusion", "fused_logit"]
+__all__ = ["DECISION_FUSION_MODES", "JointEmbedding", "JointOutput", "RelationAwareDecisionFusion", "fused_logit"]
 
 
 @dataclass
@@ -82,6 +82,10 @@ class JointEmbedding(nn.Module):
         return JointOutput(embedding=joint, weights=weights, modalities=self.modalities)
 
 
+#: values of ``decision_fusion``: ``"gated"`` the relation-aware ``beta(r)`` (paper), ``"uniform"`` the average
+DECISION_FUSION_MODES: tuple[str, ...] = ("gated", "uniform")
+
+
 class RelationAwareDecisionFusion(nn.Module):
     """``beta(r) = softmax(W_beta e_r)`` over the branches, or uniform weights.
 
@@ -92,8 +96,8 @@ class RelationAwareDecisionFusion(nn.Module):
 
     def __init__(self, *, branches: Sequence[str], relation_dim: int, mode: str = "gated") -> None:
         super().__init__()
-        if mode not in ("gated", "uniform"):
-            raise ConfigError(f"decision_fusion: found {mode!r}; expected 'gated' or 'uniform'")
+        if mode not in DECISION_FUSION_MODES:
+            raise ConfigError(f"decision_fusion: found {mode!r}; expected one of {DECISION_FUSION_MODES}")
         if not branches:
             raise ConfigError("decision fusion: found no branch; expected at least one")
         self.branches = tuple(branches)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from imvia_core.errors import InputError
+from imvia_core.evaluation.metrics import HEADLINE_METRICS
+from imvia_core.model.factory import MODEL_LABELS
 from imvia_core.training.publish import RANK_SUFFIX, publish_name, publish_run_as, split_publish_name
 
 __all__ = [
@@ -26,22 +28,12 @@ __all__ = [
 ]
 
 #: column name -> metric name of :class:`~imvia_core.evaluation.EvaluationResult`
-METRICS = {"MRR": "mrr", "H@1": "hits@1", "H@3": "hits@3", "H@10": "hits@10", "H@100": "hits@100"}
-
-_MODEL_NAMES = {
-    "imvia": "IMVIA",
-    "tucker": "TuckER",
-    "transe": "TransE",
-    "distmult": "DistMult",
-    "complex": "ComplEx",
-    "rotate": "RotatE",
-    "pairre": "PairRE",
-}
+METRICS = {("MRR" if m == "mrr" else m.replace("hits", "H")): m for m in HEADLINE_METRICS}
 
 
 def run_label(config: dict) -> str:
     """``IMVIA``, ``IMVIA w/o visual``, ``TuckER`` ...: a readable name of a run's model and ablation."""
-    name = _MODEL_NAMES.get(config.get("model", ""), config.get("model", "?"))
+    name = MODEL_LABELS.get(config.get("model", ""), config.get("model", "?"))
     missing = [m for m in ("structure", "visual", "text", "joint") if config.get(f"use_{m}", True) is False]
     return name + (" w/o " + ", ".join(missing) if missing else "")
 

@@ -6,8 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from imvia_core.data.selection import SELECTION_SPLITS
 from imvia_core.errors import InputError
+from imvia_core.evaluation.metrics import HEADLINE_METRICS
+from imvia_core.model.factory import MODEL_NAMES
+from imvia_core.model.imvia import MI_PLACEMENTS
+from imvia_core.model.joint import DECISION_FUSION_MODES
 from imvia_core.training.config import BATCH_ORDERS, PROFILES, TrainConfig, profile_config
+from imvia_core.training.precision import PRECISIONS
 
 __all__ = ["register"]
 
@@ -24,7 +30,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default=None,
-        help="imvia (default), or a structure-only baseline: tucker, transe, distmult, complex, rotate, pairre",
+        help=f"imvia (default), or a structure-only baseline: {', '.join(MODEL_NAMES[1:])}",
     )
     p.add_argument(
         "--profile",
@@ -57,7 +63,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patience", type=int, help="stop after N validations without a better MRR (0: never)")
     p.add_argument(
         "--selection-split",
-        choices=("published", "heldout"),
+        choices=SELECTION_SPLITS,
         help="what early stopping and checkpoint selection rank: 'published' (valid.txt) or 'heldout' (a seeded "
         "share of train.txt, removed from training; valid.txt is then still reported). Default: the profile's "
         "(heldout for DB15K in the cpu profile, published elsewhere)",
@@ -69,10 +75,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr-decay", type=float, help="multiply the learning rate by this after every epoch")
     p.add_argument("--visual-features", help="visual feature file, 'auto' or 'none'")
     p.add_argument("--text-features", help="text feature file, 'auto' or 'none'")
-    p.add_argument("--decision-fusion", choices=("gated", "uniform"), help="relation-aware gate or uniform average")
-    p.add_argument(
-        "--mi-between", choices=("modalities", "views"), help="apply the CLUB bound between modalities or views"
-    )
+    p.add_argument("--decision-fusion", choices=DECISION_FUSION_MODES, help="relation-aware gate or uniform average")
+    p.add_argument("--mi-between", choices=MI_PLACEMENTS, help="apply the CLUB bound between modalities or views")
     for flag, field in _BOOL_SWITCHES.items():
         p.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=f"ablation: set {field}=false (Fig. 2)")
     p.add_argument("--device", help="cpu, cuda, cuda:0, mps ... (default: cpu)")
@@ -80,7 +84,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", action="store_true", help="disable bf16 mixed precision on CUDA")
     p.add_argument(
         "--precision",
-        choices=("fp32", "bf16"),
+        choices=PRECISIONS,
         help="fp32 (default), or bf16 autocast for the training forward GEMMs on a CPU with AVX-512-BF16 or AMX "
         "(detected; an error elsewhere); losses, softmaxes and Adam states stay fp32, evaluation scores in fp32",
     )
@@ -166,7 +170,7 @@ def _headline(result: dict) -> dict:
     from imvia_core.evaluation import EvaluationResult
 
     r = EvaluationResult.from_dict(result)
-    return {k: round(r.metric(k), 4) for k in ("mrr", "hits@1", "hits@3", "hits@10", "hits@100")}
+    return {k: round(r.metric(k), 4) for k in HEADLINE_METRICS}
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -16,11 +16,17 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from imvia_core.data.selection import SELECTION_SPLITS
 from imvia_core.errors import ConfigError
+from imvia_core.model.factory import MODEL_NAMES
+from imvia_core.model.imvia import MI_PLACEMENTS
+from imvia_core.model.joint import DECISION_FUSION_MODES
+from imvia_core.training.precision import PRECISIONS
 
 __all__ = ["TrainConfig", "PROFILES", "BATCH_ORDERS", "LATER_FIELDS", "profile_config", "differences"]
 
-MODELS = ("imvia", "tucker", "transe", "distmult", "complex", "rotate", "pairre")
+#: values of ``TrainConfig.model``
+MODELS = MODEL_NAMES
 
 
 #: values of ``TrainConfig.batch_order`` (see there)
@@ -127,18 +133,17 @@ class TrainConfig:
                 add(name, f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.patience < 0:
             add("patience", f"patience must be >= 0, got {self.patience}")
-        if self.decision_fusion not in ("gated", "uniform"):
-            add("decision_fusion", f"decision_fusion must be 'gated' or 'uniform', got {self.decision_fusion!r}")
-        if self.batch_order not in BATCH_ORDERS:
-            add("batch_order", f"batch_order must be one of {', '.join(BATCH_ORDERS)}, got {self.batch_order!r}")
-        if self.selection_split not in ("published", "heldout"):
-            add("selection_split", f"selection_split must be 'published' or 'heldout', got {self.selection_split!r}")
+        for name, allowed in (
+            ("decision_fusion", DECISION_FUSION_MODES),
+            ("batch_order", BATCH_ORDERS),
+            ("selection_split", SELECTION_SPLITS),
+            ("precision", PRECISIONS),
+            ("mi_between", MI_PLACEMENTS),
+        ):
+            if getattr(self, name) not in allowed:
+                add(name, f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if not 0 < self.selection_fraction <= 0.5:
             add("selection_fraction", f"selection_fraction must be in (0, 0.5], got {self.selection_fraction}")
-        if self.precision not in ("fp32", "bf16"):
-            add("precision", f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.mi_between not in ("modalities", "views"):
-            add("mi_between", f"mi_between must be 'modalities' or 'views', got {self.mi_between!r}")
         try:
             import torch
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from imvia_core.errors import ConfigError
+from imvia_core.model.baselines import BASELINES
 from imvia_core.training.config import LATER_FIELDS, TrainConfig, profile_config
 from imvia_core.training.publish import publish_name, publish_run_as, split_publish_name
 
@@ -49,11 +50,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # TuckER trained exactly like IMVIA's structure branch: the profile's IMVIA settings (epochs, batch, dim, lr and
     # its decay, dropouts, evaluation schedule), only the model changed
     "tucker-as-imvia": {"model": "tucker", SETTINGS_OF: "imvia"},
-    "transe": {"model": "transe"},
-    "distmult": {"model": "distmult"},
-    "complex": {"model": "complex"},
-    "rotate": {"model": "rotate"},
-    "pairre": {"model": "pairre"},
+    # every other structural baseline under its own name (imvia_core.model.baselines.BASELINES)
+    **{name: {"model": name} for name in BASELINES if name != "tucker"},
 }
 TABLE_VARIANTS = ("imvia", "tucker")
 ABLATION_VARIANTS = ("imvia", "imvia-no-structure", "imvia-no-visual", "imvia-no-text", "imvia-no-joint")
