@@ -115,6 +115,46 @@ def _write_dataset(folder: Path, dataset: str, *, seed: int) -> dict[str, int]:
     }
 
 
+def _time_upstream_steps(
+    model: Any, estimator: Any, optimizer: Any, optimizer_mi: Any, corpus: Any, *, mu: float, warmup: int, steps: int
+) -> dict[str, Any]:
+    """``warmup`` untimed and ``steps`` timed training batches of the authors' model; seconds per step."""
+    import torch  # as in measure_upstream: loaded after imvia_core, which sets OpenMP's waiting policy first
+
+    model.train()
+    corpus.shuffle()
+    step_seconds, batch_seconds = [], []
+    for b in range(warmup + steps):
+        start = time.perf_counter()
+        estimator.eval()
+        optimizer.zero_grad()
+        indices, values = corpus.get_batch(b)
+        indices = torch.LongTensor(indices)
+        built = time.perf_counter()
+        output, embeddings, features = model.forward(indices)
+        loss = model.loss_func(output, values, features) + mu * estimator(embeddings)
+        loss.backward()
+        optimizer.step()
+        estimator.train()
+        optimizer_mi.zero_grad()
+        with torch.no_grad():
+            embeddings = model.get_batch_embeddings(indices)
+        estimator.train_estimator(embeddings).backward()
+        optimizer_mi.step()
+        float(loss.item())
+        if b >= warmup:
+            step_seconds.append(time.perf_counter() - start)
+            batch_seconds.append(built - start)
+    median = statistics.median(step_seconds)
+    return {
+        "step_seconds": step_seconds,
+        "step_seconds_median": median,
+        "batch_building_seconds_median": statistics.median(batch_seconds),
+        "epoch_seconds_extrapolated": median * corpus.max_batch_num,
+        "peak_rss_bytes": _peak_rss_bytes(),
+    }
+
+
 def measure_upstream(
     upstream: str | Path, *, dataset: str = "DB15K", warmup: int = 2, steps: int = 4, seed: int = 0
 ) -> dict[str, Any]:
@@ -190,38 +230,9 @@ def measure_upstream(
             record["batches_per_epoch"] = int(corpus.max_batch_num)
 
             # training batches, in the order of the authors' loop: batch, main step, then the estimator's step
-            model.train()
-            corpus.shuffle()
-            step_seconds, batch_seconds = [], []
-            for b in range(warmup + steps):
-                start = time.perf_counter()
-                estimator.eval()
-                optimizer.zero_grad()
-                indices, values = corpus.get_batch(b)
-                indices = torch.LongTensor(indices)
-                built = time.perf_counter()
-                output, embeddings, features = model.forward(indices)
-                loss = model.loss_func(output, values, features) + args.mu * estimator(embeddings)
-                loss.backward()
-                optimizer.step()
-                estimator.train()
-                optimizer_mi.zero_grad()
-                with torch.no_grad():
-                    embeddings = model.get_batch_embeddings(indices)
-                estimator.train_estimator(embeddings).backward()
-                optimizer_mi.step()
-                float(loss.item())
-                if b >= warmup:
-                    step_seconds.append(time.perf_counter() - start)
-                    batch_seconds.append(built - start)
-            median = statistics.median(step_seconds)
-            record["train"] = {
-                "step_seconds": step_seconds,
-                "step_seconds_median": median,
-                "batch_building_seconds_median": statistics.median(batch_seconds),
-                "epoch_seconds_extrapolated": median * corpus.max_batch_num,
-                "peak_rss_bytes": _peak_rss_bytes(),
-            }
+            record["train"] = _time_upstream_steps(
+                model, estimator, optimizer, optimizer_mi, corpus, mu=args.mu, warmup=warmup, steps=steps
+            )
 
             # one full filtered test evaluation, both directions
             model.eval()

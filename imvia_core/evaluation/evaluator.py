@@ -92,6 +92,154 @@ def _resolve_rank_types(rank_types: Iterable[str], seed: int | None) -> tuple[st
     return tuple(t for t in RANK_TYPES if t in wanted)
 
 
+def _checked_inputs(
+    triples: torch.Tensor,
+    *,
+    num_entities: int,
+    num_relations: int,
+    filter_index: FilterIndex | None,
+    relation_categories: torch.Tensor | None,
+    batch_size: int,
+    ks: tuple[int, ...],
+    device: torch.device,
+) -> tuple[torch.Tensor, FilterIndex | None, torch.Tensor | None]:
+    """The checked triples (CPU), the filter index on ``device`` and the category codes ``(R,)`` (or ``None``)."""
+    if batch_size <= 0:
+        raise ConfigError(f"batch_size: found {batch_size}; expected a positive integer")
+    if num_entities <= 0 or num_relations <= 0:
+        raise ConfigError(f"found num_entities={num_entities}, num_relations={num_relations}; expected both > 0")
+    if any(k <= 0 for k in ks):
+        raise ConfigError(f"ks: found {ks}; expected positive cut-offs")
+    triples = check_triples(
+        triples.cpu(),
+        num_entities=num_entities,
+        num_relations=num_relations,
+        name="evaluation triples",
+        relation_note="original relations: the evaluator adds head prediction itself",
+    )
+    if filter_index is not None:
+        if filter_index.num_entities != num_entities or filter_index.num_relations != 2 * num_relations:
+            raise InputError(
+                f"filter_index: found {filter_index.num_entities} entities and {filter_index.num_relations} relation "
+                f"ids; expected {num_entities} entities and {2 * num_relations} relation ids (with reciprocals)"
+            )
+        filter_index = filter_index.to(device)
+    categories = None
+    if relation_categories is not None:
+        codes = relation_categories.detach().long().cpu().reshape(-1)
+        if codes.numel() != num_relations or (codes.numel() and (codes.min() < 0 or codes.max() >= 4)):
+            raise InputError(
+                f"relation_categories: found shape {tuple(relation_categories.shape)} with codes "
+                f"{sorted(set(codes.tolist()))[:8]}; expected ({num_relations},) codes in 0..{len(CATEGORY_NAMES) - 1}"
+            )
+        categories = codes
+    return triples, filter_index, categories
+
+
+def _rank_in_batches(
+    score_fn: Scorer,
+    heads: torch.Tensor,
+    relations: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    num_entities: int,
+    filter_index: FilterIndex | None,
+    batch_size: int,
+    device: torch.device,
+    kinds: tuple[str, ...],
+    random_tie_break_seed: int | None,
+    progress: bool,
+) -> dict[str, list[torch.Tensor]]:
+    """Score and rank the queries ``(heads, relations)`` against ``targets`` ``batch_size`` at a time, in the order
+    given; ``{rank type: [float64 ranks of each batch, on the CPU]}``."""
+    generator = None
+    if random_tie_break_seed is not None:
+        generator = torch.Generator(device="cpu").manual_seed(int(random_tie_break_seed))
+    tie_break = "random" if "random" in kinds else "realistic"
+    collected: dict[str, list[torch.Tensor]] = {kind: [] for kind in kinds}
+    num_queries = heads.numel()
+    starts = range(0, num_queries, batch_size)
+    bar = tqdm(
+        starts,
+        total=math.ceil(num_queries / batch_size),
+        desc="evaluating",
+        unit="batch",
+        disable=bars_disabled(progress),
+    )
+    with torch.no_grad():
+        for start in bar:
+            stop = min(start + batch_size, num_queries)
+            batch_heads = heads[start:stop].to(device)
+            batch_relations = relations[start:stop].to(device)
+            batch_targets = targets[start:stop].to(device)
+            rows = cols = None
+            if filter_index is not None:  # before scoring: its host synchronisation then costs nothing
+                rows, cols = filter_index.known_tails(batch_heads, batch_relations)
+            with _full_precision(device):  # ranks come from float32 scores whatever the caller's autocast
+                scores = score_fn(batch_heads, batch_relations)
+            if scores.is_floating_point() and scores.dtype not in (torch.float32, torch.float64):
+                scores = scores.float()
+            if scores.dim() != 2 or scores.shape != (stop - start, num_entities):
+                raise InputError(
+                    f"scorer output: found shape {tuple(scores.shape)}; expected ({stop - start}, {num_entities})"
+                )
+            ranks = compute_ranks(
+                scores,
+                batch_targets,
+                filter_rows=rows,
+                filter_cols=cols,
+                tie_break=tie_break,
+                generator=generator,
+                filter_unique=True,
+            )
+            for kind in kinds:
+                collected[kind].append(ranks.get(kind).detach().to("cpu", torch.float64))
+    return collected
+
+
+def _queries(triples: torch.Tensor, num_relations: int) -> tuple[torch.Tensor, ...]:
+    """Tail queries ``(h, r, ?)`` then head queries ``(t, r + R, ?)``: heads, relation ids, targets, directions
+    (0 tail, 1 head) and original relation ids, each ``(2n,)``."""
+    h, r, t = triples.unbind(dim=1)
+    heads = torch.cat([h, t])
+    relations = torch.cat([r, r + num_relations])
+    targets = torch.cat([t, h])
+    directions = torch.cat([torch.zeros_like(h), torch.ones_like(h)])
+    return heads, relations, targets, directions, torch.cat([r, r])
+
+
+def _result(
+    collected: dict[str, list[torch.Tensor]],
+    *,
+    order: torch.Tensor,
+    directions: torch.Tensor,
+    original: torch.Tensor,
+    targets: torch.Tensor,
+    categories: torch.Tensor | None,
+    ks: tuple[int, ...],
+    filtered: bool,
+    info: dict[str, Any],
+    keep_ranks: bool,
+) -> EvaluationResult:
+    """The metrics of the ranks of every batch, put back in query order (``order``: batch position -> query)."""
+    empty = torch.zeros(0, dtype=torch.float64)
+    all_ranks = {
+        kind: torch.empty_like(ranks).index_copy_(0, order, ranks)
+        for kind, ranks in ((kind, torch.cat(parts) if parts else empty) for kind, parts in collected.items())
+    }
+    result = EvaluationResult.from_ranks(
+        all_ranks,
+        directions=directions,
+        categories=categories[original] if categories is not None else None,
+        ks=ks,
+        filtered=filtered,
+        metadata=info,
+    )
+    if keep_ranks:
+        result.ranks = {**all_ranks, "direction": directions, "relation": original, "target": targets}
+    return result
+
+
 def evaluate(
     scorer: Scorer | KGCModel,
     triples: torch.Tensor,
@@ -134,119 +282,61 @@ def evaluate(
     :param metadata: extra JSON-ready information stored in the result.
     :return: an :class:`~imvia_core.evaluation.metrics.EvaluationResult`.
     """
-    if batch_size <= 0:
-        raise ConfigError(f"batch_size: found {batch_size}; expected a positive integer")
-    if num_entities <= 0 or num_relations <= 0:
-        raise ConfigError(f"found num_entities={num_entities}, num_relations={num_relations}; expected both > 0")
     ks = tuple(int(k) for k in ks)
-    if any(k <= 0 for k in ks):
-        raise ConfigError(f"ks: found {ks}; expected positive cut-offs")
     kinds = _resolve_rank_types(rank_types, random_tie_break_seed)
     device = torch.device(device)
-    triples = check_triples(
-        triples.cpu(),
+    triples, filter_index, categories = _checked_inputs(
+        triples,
         num_entities=num_entities,
         num_relations=num_relations,
-        name="evaluation triples",
-        relation_note="original relations: the evaluator adds head prediction itself",
+        filter_index=filter_index,
+        relation_categories=relation_categories,
+        batch_size=batch_size,
+        ks=ks,
+        device=device,
     )
-
-    if filter_index is not None:
-        if filter_index.num_entities != num_entities or filter_index.num_relations != 2 * num_relations:
-            raise InputError(
-                f"filter_index: found {filter_index.num_entities} entities and {filter_index.num_relations} relation "
-                f"ids; expected {num_entities} entities and {2 * num_relations} relation ids (with reciprocals)"
-            )
-        filter_index = filter_index.to(device)
-    categories = None
-    if relation_categories is not None:
-        codes = relation_categories.detach().long().cpu().reshape(-1)
-        if codes.numel() != num_relations or (codes.numel() and (codes.min() < 0 or codes.max() >= 4)):
-            raise InputError(
-                f"relation_categories: found shape {tuple(relation_categories.shape)} with codes "
-                f"{sorted(set(codes.tolist()))[:8]}; expected ({num_relations},) codes in 0..{len(CATEGORY_NAMES) - 1}"
-            )
-        categories = codes
-
     model: KGCModel | None = scorer if isinstance(scorer, KGCModel) else None
     was_training = model.training if model is not None else False
     score_fn: Scorer = model_scorer(model, branch) if model is not None else scorer
 
-    h, r, t = triples.unbind(dim=1)
-    heads = torch.cat([h, t])
-    relations = torch.cat([r, r + num_relations])
-    targets = torch.cat([t, h])
-    directions = torch.cat([torch.zeros_like(h), torch.ones_like(h)])
-    original = torch.cat([r, r])
+    heads, relations, targets, directions, original = _queries(triples, num_relations)
     num_queries = heads.numel()
     # batches of one or few relations: a Tucker-style scorer then contracts its core about once per relation;
     # ranks are put back in query order at the end
     order = torch.argsort(relations, stable=True)
-
-    generator = None
-    if random_tie_break_seed is not None:
-        generator = torch.Generator(device="cpu").manual_seed(int(random_tie_break_seed))
-    tie_break = "random" if "random" in kinds else "realistic"
-
-    collected: dict[str, list[torch.Tensor]] = {kind: [] for kind in kinds}
-    num_batches = math.ceil(num_queries / batch_size)
     try:
-        with torch.no_grad():
-            starts = range(0, num_queries, batch_size)
-            for start in tqdm(
-                starts, total=num_batches, desc="evaluating", unit="batch", disable=bars_disabled(progress)
-            ):
-                stop = min(start + batch_size, num_queries)
-                rows_in_order = order[start:stop]
-                batch_heads = heads[rows_in_order].to(device)
-                batch_relations = relations[rows_in_order].to(device)
-                batch_targets = targets[rows_in_order].to(device)
-                rows = cols = None
-                if filter_index is not None:  # before scoring: its host synchronisation then costs nothing
-                    rows, cols = filter_index.known_tails(batch_heads, batch_relations)
-                with _full_precision(device):  # ranks come from float32 scores whatever the caller's autocast
-                    scores = score_fn(batch_heads, batch_relations)
-                if scores.is_floating_point() and scores.dtype not in (torch.float32, torch.float64):
-                    scores = scores.float()
-                if scores.dim() != 2 or scores.shape != (stop - start, num_entities):
-                    raise InputError(
-                        f"scorer output: found shape {tuple(scores.shape)}; expected ({stop - start}, {num_entities})"
-                    )
-                ranks = compute_ranks(
-                    scores,
-                    batch_targets,
-                    filter_rows=rows,
-                    filter_cols=cols,
-                    tie_break=tie_break,
-                    generator=generator,
-                    filter_unique=True,
-                )
-                for kind in kinds:
-                    collected[kind].append(ranks.get(kind).detach().to("cpu", torch.float64))
+        collected = _rank_in_batches(
+            score_fn,
+            heads[order],
+            relations[order],
+            targets[order],
+            num_entities=num_entities,
+            filter_index=filter_index,
+            batch_size=batch_size,
+            device=device,
+            kinds=kinds,
+            random_tie_break_seed=random_tie_break_seed,
+            progress=progress,
+        )
     finally:
         if model is not None:
             model.train(was_training)
 
-    empty = torch.zeros(0, dtype=torch.float64)
-    all_ranks = {
-        kind: torch.empty_like(ranks).index_copy_(0, order, ranks)
-        for kind, ranks in ((kind, torch.cat(parts) if parts else empty) for kind, parts in collected.items())
-    }
-    info: dict[str, Any] = {
-        "num_triples": int(triples.shape[0]),
-        "num_queries": int(num_queries),
-        "num_entities": int(num_entities),
-        "random_tie_break_seed": random_tie_break_seed,
-    }
-    info.update(metadata or {})
-    result = EvaluationResult.from_ranks(
-        all_ranks,
+    return _result(
+        collected,
+        order=order,
         directions=directions,
-        categories=categories[original] if categories is not None else None,
+        original=original,
+        targets=targets,
+        categories=categories,
         ks=ks,
         filtered=filter_index is not None,
-        metadata=info,
+        info={
+            "num_triples": int(triples.shape[0]),
+            "num_queries": int(num_queries),
+            "num_entities": int(num_entities),
+            "random_tie_break_seed": random_tie_break_seed,
+            **(metadata or {}),
+        },
+        keep_ranks=keep_ranks,
     )
-    if keep_ranks:
-        result.ranks = {**all_ranks, "direction": directions, "relation": original, "target": targets}
-    return result

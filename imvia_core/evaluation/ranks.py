@@ -109,6 +109,67 @@ def _comparison_counts(scores: torch.Tensor, target_scores: torch.Tensor) -> tup
     return greater.long(), not_less.long()
 
 
+def _without_filtered(
+    scores: torch.Tensor,
+    target_scores: torch.Tensor,
+    safe_targets: torch.Tensor,
+    greater: torch.Tensor,
+    not_less: torch.Tensor,
+    filter_rows: torch.Tensor,
+    filter_cols: torch.Tensor,
+    filter_unique: bool,
+    checks: list[torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The counts ``greater`` and ``not_less`` ``(B,)`` less the filtered entities (never the target itself); queues
+    the range check of the coordinates on ``checks``."""
+    batch, num_entities = scores.shape
+    device = scores.device
+    filter_rows = filter_rows.to(device=device, dtype=torch.long)
+    filter_cols = filter_cols.to(device=device, dtype=torch.long)
+    checks.append(
+        ((filter_rows < 0) | (filter_rows >= batch) | (filter_cols < 0) | (filter_cols >= num_entities)).any()
+    )
+    if filter_rows.numel() == 0:
+        return greater, not_less
+    if not filter_unique:
+        codes = torch.unique(filter_rows * num_entities + filter_cols)
+        filter_rows = torch.div(codes, num_entities, rounding_mode="floor")
+        filter_cols = codes - filter_rows * num_entities
+    rows = filter_rows.clamp(0, batch - 1)
+    cols = filter_cols.clamp(0, num_entities - 1)
+    is_other = cols != safe_targets[rows]  # the target itself is never filtered
+    filtered_scores = scores[rows, cols]
+    row_target = target_scores[rows, 0]
+    above = ((filtered_scores > row_target) & is_other).long()
+    tied_or_above = ((filtered_scores >= row_target) & is_other).long()
+    greater = greater - torch.zeros_like(greater).index_add_(0, rows, above)
+    not_less = not_less - torch.zeros_like(not_less).index_add_(0, rows, tied_or_above)
+    return greater, not_less
+
+
+def _raise_queued_checks(
+    flags: list[bool], *, scores: torch.Tensor, targets: torch.Tensor, bad_targets: torch.Tensor
+) -> None:
+    """Raise for the first failed check: a target id out of range, a NaN score, a filter coordinate out of range."""
+    batch, num_entities = scores.shape
+    if flags[0]:
+        bad = int(bad_targets.nonzero()[0, 0])
+        raise InputError(
+            f"targets[{bad}]: found entity id {int(targets[bad])}; expected an id in 0..{num_entities - 1}"
+        )
+    if flags[1]:
+        nan_rows = torch.isnan(scores).any(dim=1).nonzero()[:, 0]
+        raise InputError(
+            f"scores: found NaN in {nan_rows.numel()} of {batch} queries (first: batch row {int(nan_rows[0])}); "
+            "expected finite or infinite scores. A NaN score usually means the model diverged (check the learning "
+            "rate)."
+        )
+    if len(flags) > 2 and flags[2]:
+        raise InputError(
+            f"filter coordinates: found a row outside 0..{batch - 1} or an entity outside 0..{num_entities - 1}"
+        )
+
+
 def compute_ranks(
     scores: torch.Tensor,
     targets: torch.Tensor,
@@ -175,25 +236,9 @@ def compute_ranks(
     greater, not_less = _comparison_counts(scores, target_scores)  # not_less counts the target itself
 
     if filter_rows is not None:
-        filter_rows = filter_rows.to(device=device, dtype=torch.long)
-        filter_cols = filter_cols.to(device=device, dtype=torch.long)
-        checks.append(
-            ((filter_rows < 0) | (filter_rows >= batch) | (filter_cols < 0) | (filter_cols >= num_entities)).any()
+        greater, not_less = _without_filtered(
+            scores, target_scores, safe_targets, greater, not_less, filter_rows, filter_cols, filter_unique, checks
         )
-        if filter_rows.numel() > 0:
-            if not filter_unique:
-                codes = torch.unique(filter_rows * num_entities + filter_cols)
-                filter_rows = torch.div(codes, num_entities, rounding_mode="floor")
-                filter_cols = codes - filter_rows * num_entities
-            rows = filter_rows.clamp(0, batch - 1)
-            cols = filter_cols.clamp(0, num_entities - 1)
-            is_other = cols != safe_targets[rows]  # the target itself is never filtered
-            filtered_scores = scores[rows, cols]
-            row_target = target_scores[rows, 0]
-            above = ((filtered_scores > row_target) & is_other).long()
-            tied_or_above = ((filtered_scores >= row_target) & is_other).long()
-            greater = greater - torch.zeros_like(greater).index_add_(0, rows, above)
-            not_less = not_less - torch.zeros_like(not_less).index_add_(0, rows, tied_or_above)
 
     optimistic = (greater + 1).to(dtype)
     pessimistic = not_less.to(dtype)
@@ -206,21 +251,5 @@ def compute_ranks(
         offset = torch.minimum(torch.floor(uniform * ties_plus_one), ties_plus_one - 1)
         random = optimistic + offset
 
-    flags = torch.stack(checks).tolist()
-    if flags[0]:
-        bad = int(bad_targets.nonzero()[0, 0])
-        raise InputError(
-            f"targets[{bad}]: found entity id {int(targets[bad])}; expected an id in 0..{num_entities - 1}"
-        )
-    if flags[1]:
-        nan_rows = torch.isnan(scores).any(dim=1).nonzero()[:, 0]
-        raise InputError(
-            f"scores: found NaN in {nan_rows.numel()} of {batch} queries (first: batch row {int(nan_rows[0])}); "
-            "expected finite or infinite scores. A NaN score usually means the model diverged (check the learning "
-            "rate)."
-        )
-    if len(flags) > 2 and flags[2]:
-        raise InputError(
-            f"filter coordinates: found a row outside 0..{batch - 1} or an entity outside 0..{num_entities - 1}"
-        )
+    _raise_queued_checks(torch.stack(checks).tolist(), scores=scores, targets=targets, bad_targets=bad_targets)
     return RankBatch(optimistic=optimistic, pessimistic=pessimistic, realistic=realistic, random=random)

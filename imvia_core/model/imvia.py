@@ -299,13 +299,23 @@ class IMVIA(KGCModel):
             if len(self.modalities) >= 2
             else None
         )
+        self._build_club_estimators(cfg)
+        self._cache_key: tuple | None = None
+        self._cache_value: _Encoded | None = None
+
+    def _build_club_estimators(self, cfg: IMVIAConfig) -> None:
+        """The CLUB estimators of Eq. 4 (none when ``mu == 0``): between modalities, or between the views of each
+        modality with at least two learned expert views (``mi_between="views"``)."""
         self.club_modalities: ModalityCLUB | None = None
         self.club_views = nn.ModuleDict()
         if cfg.mu > 0:
             if cfg.mi_between == "modalities":
                 if len(self.modalities) >= 2:
                     self.club_modalities = ModalityCLUB(
-                        modalities=self.modalities, dim=d, hidden_dim=cfg.club_hidden_dim, ordered=cfg.mi_ordered_pairs
+                        modalities=self.modalities,
+                        dim=cfg.dim,
+                        hidden_dim=cfg.club_hidden_dim,
+                        ordered=cfg.mi_ordered_pairs,
                     )
             else:
                 for m, fusion in self.fusion.items():
@@ -321,8 +331,6 @@ class IMVIA(KGCModel):
                         "mi_between='views': found no modality with at least two learned expert views; expected "
                         "one-vector-per-entity features (or view_mode='experts') and num_experts >= 2"
                     )
-        self._cache_key: tuple | None = None
-        self._cache_value: _Encoded | None = None
 
     # ------------------------------------------------------------------ encoding
     def _needed_modalities(self, branches: Iterable[str]) -> set[str]:

@@ -286,6 +286,42 @@ def _parse_param(source: str, name: str, raw: Any, kinds: dict[str, str]) -> Par
     return ParamSpec(name, kind, low=low, high=high, log=log, step=step)
 
 
+def _check_study(spec: StudySpec, raw: dict[str, Any], path: Path) -> None:
+    """Checks that need the whole study: the baseline, the heartbeat, a grid's size (sets ``n_trials``), every end
+    of every range as a valid configuration, the pruner's options."""
+    if not isinstance(spec.baseline, bool):
+        raise ConfigError(f"{path}: baseline must be true or false")
+    if spec.baseline and spec.sampler == "grid":
+        raise ConfigError(f"{path}: baseline is for tpe and random studies; a grid runs its own points")
+    if spec.grace_period <= spec.heartbeat_interval:
+        raise ConfigError(f"{path}: grace_period must be longer than heartbeat_interval")
+    if spec.sampler == "grid":
+        for p in spec.space.values():
+            if p.kind == "float" and p.step is None:
+                raise ConfigError(f"{path}: space.{p.name}: a grid needs a step for float ranges (or use choices)")
+            if p.kind != "categorical" and p.log:
+                raise ConfigError(f"{path}: space.{p.name}: a grid cannot use a log range; list the values as choices")
+        size = len(spec.grid())
+        spec.n_trials = raw.get("n_trials") or size
+        if spec.n_trials != size:
+            raise ConfigError(f"{path}: n_trials {spec.n_trials} differs from the grid's {size} points; leave it out")
+    # every end of every range (and every choice) must make a valid configuration
+    try:
+        spec.trial_config({})
+        for p in spec.space.values():
+            for value in p.choices if p.kind == "categorical" else (p.low, p.high):
+                spec.trial_config({p.name: value})
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from err
+    if spec.baseline:
+        for name, value in spec.baseline_params().items():
+            p = spec.space[name]
+            inside = value in p.choices if p.kind == "categorical" else p.low <= value <= p.high
+            if not inside:
+                raise ConfigError(f"{path}: baseline: the profile's {name} {value!r} lies outside space.{name}")
+    _make_pruner(spec)  # unknown pruner options fail here
+
+
 def load_study_spec(path: str | Path) -> StudySpec:
     """Read and validate a study file; every problem is a :class:`~imvia_core.errors.ConfigError` naming it."""
     import yaml
@@ -357,37 +393,7 @@ def load_study_spec(path: str | Path) -> StudySpec:
         baseline=raw.get("baseline", False),
         source=source,
     )
-    if not isinstance(spec.baseline, bool):
-        raise ConfigError(f"{path}: baseline must be true or false")
-    if spec.baseline and sampler == "grid":
-        raise ConfigError(f"{path}: baseline is for tpe and random studies; a grid runs its own points")
-    if spec.grace_period <= spec.heartbeat_interval:
-        raise ConfigError(f"{path}: grace_period must be longer than heartbeat_interval")
-    if sampler == "grid":
-        for p in space.values():
-            if p.kind == "float" and p.step is None:
-                raise ConfigError(f"{path}: space.{p.name}: a grid needs a step for float ranges (or use choices)")
-            if p.kind != "categorical" and p.log:
-                raise ConfigError(f"{path}: space.{p.name}: a grid cannot use a log range; list the values as choices")
-        size = len(spec.grid())
-        spec.n_trials = raw.get("n_trials") or size
-        if spec.n_trials != size:
-            raise ConfigError(f"{path}: n_trials {spec.n_trials} differs from the grid's {size} points; leave it out")
-    # every end of every range (and every choice) must make a valid configuration
-    try:
-        spec.trial_config({})
-        for p in space.values():
-            for value in p.choices if p.kind == "categorical" else (p.low, p.high):
-                spec.trial_config({p.name: value})
-    except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from err
-    if spec.baseline:
-        for name, value in spec.baseline_params().items():
-            p = space[name]
-            inside = value in p.choices if p.kind == "categorical" else p.low <= value <= p.high
-            if not inside:
-                raise ConfigError(f"{path}: baseline: the profile's {name} {value!r} lies outside space.{name}")
-    _make_pruner(spec)  # unknown pruner options fail here
+    _check_study(spec, raw, path)
     return spec
 
 
