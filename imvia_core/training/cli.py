@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import Field, fields
 from pathlib import Path
 
-from imvia_core.data.selection import SELECTION_SPLITS
 from imvia_core.errors import InputError
 from imvia_core.evaluation.metrics import HEADLINE_METRICS
-from imvia_core.model.factory import MODEL_NAMES
-from imvia_core.model.imvia import MI_PLACEMENTS
-from imvia_core.model.joint import DECISION_FUSION_MODES
-from imvia_core.training.config import BATCH_ORDERS, PROFILES, TrainConfig, profile_config
-from imvia_core.training.precision import PRECISIONS
+from imvia_core.training.config import PROFILES, TrainConfig, profile_config
 
 __all__ = ["register"]
 
@@ -25,13 +21,27 @@ _BOOL_SWITCHES = {
 }
 
 
+_FLAG_TYPES = {"int": int, "float": float, "str": str}
+
+
+def config_flag_fields() -> list[Field]:
+    """The :class:`TrainConfig` fields that are ``imvia train`` flags of their own (``--<name>``)."""
+    return [f for f in fields(TrainConfig) if f.metadata.get("flag")]
+
+
+def add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per field of :func:`config_flag_fields`: its type, its choices and its doc as help."""
+    for f in config_flag_fields():
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=_FLAG_TYPES[str(f.type)],
+            choices=f.metadata.get("choices"),
+            help=f.metadata["help"],
+        )
+
+
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", help="DB15K, MKG-W, MKG-Y, synthetic, or a folder (default: synthetic)")
-    p.add_argument(
-        "--model",
-        default=None,
-        help=f"imvia (default), or a structure-only baseline: {', '.join(MODEL_NAMES[1:])}",
-    )
+    p.add_argument("--dataset", help=TrainConfig.__dataclass_fields__["dataset"].metadata["help"])
     p.add_argument(
         "--profile",
         default="cpu",
@@ -44,51 +54,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--run-dir", type=Path, help="where checkpoints and results go (default: runs/<dataset>-<model>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its newest good checkpoint")
-    p.add_argument("--lr", type=float, help="learning rate of the main optimizer (Adam)")
-    p.add_argument("--mu", type=float, help="weight of the mutual-information bound (Eq. 4), as the upstream --mu")
-    p.add_argument("--lambda-align", type=float, help="weight of the contrastive alignment loss (Eq. 5)")
-    p.add_argument("--dim", type=int, help="embedding dimension of every branch")
-    p.add_argument("--epochs", type=int, help="maximum number of epochs")
-    p.add_argument("--batch-size", type=int, help="queries per 1-N batch")
-    p.add_argument(
-        "--batch-order",
-        choices=BATCH_ORDERS,
-        help="'random' (default), or 'relation': queries of one relation batched together (fewer Tucker core "
-        "contractions per batch)",
-    )
-    p.add_argument("--eval-every", type=int, help="validate every N epochs")
-    p.add_argument(
-        "--eval-batch-size", type=int, help="queries scored at once in evaluation (default 2048; 4096 or more on a GPU)"
-    )
-    p.add_argument("--patience", type=int, help="stop after N validations without a better MRR (0: never)")
-    p.add_argument(
-        "--selection-split",
-        choices=SELECTION_SPLITS,
-        help="what early stopping and checkpoint selection rank: 'published' (valid.txt) or 'heldout' (a seeded "
-        "share of train.txt, removed from training; valid.txt is then still reported). Default: the profile's "
-        "(heldout for DB15K in the cpu profile, published elsewhere)",
-    )
-    p.add_argument("--selection-fraction", type=float, help="share of the training triples held out (default 0.05)")
-    p.add_argument("--selection-seed", type=int, help="seed of the held-out selection split (default 0)")
-    p.add_argument("--num-views", type=int, help="expert views per single-vector feature (Eq. 1-3)")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--lr-decay", type=float, help="multiply the learning rate by this after every epoch")
-    p.add_argument("--visual-features", help="visual feature file, 'auto' or 'none'")
-    p.add_argument("--text-features", help="text feature file, 'auto' or 'none'")
-    p.add_argument("--decision-fusion", choices=DECISION_FUSION_MODES, help="relation-aware gate or uniform average")
-    p.add_argument("--mi-between", choices=MI_PLACEMENTS, help="apply the CLUB bound between modalities or views")
+    add_config_flags(p)
     for flag, field in _BOOL_SWITCHES.items():
         p.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=f"ablation: set {field}=false (Fig. 2)")
-    p.add_argument("--device", help="cpu, cuda, cuda:0, mps ... (default: cpu)")
+    p.add_argument("--device", help=TrainConfig.__dataclass_fields__["device"].metadata["help"])
     p.add_argument("--cuda", type=int, metavar="N", help="same as --device cuda:N (the upstream spelling)")
     p.add_argument("--no-amp", action="store_true", help="disable bf16 mixed precision on CUDA")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="fp32 (default), or bf16 autocast for the training forward GEMMs on a CPU with AVX-512-BF16 or AMX "
-        "(detected; an error elsewhere); losses, softmaxes and Adam states stay fp32, evaluation scores in fp32",
-    )
-    p.add_argument("--seed", type=int)
     p.add_argument(
         "--skip-split",
         action="append",
@@ -105,32 +76,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.config is not None:
         values.update(TrainConfig.read_file(args.config))
         sources.update(dict.fromkeys(values, str(args.config)))
-    flags = {
-        "model": args.model,
-        "lr": args.lr,
-        "mu": args.mu,
-        "lambda_align": args.lambda_align,
-        "dim": args.dim,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "batch_order": args.batch_order,
-        "eval_every": args.eval_every,
-        "eval_batch_size": args.eval_batch_size,
-        "patience": args.patience,
-        "selection_split": args.selection_split,
-        "selection_fraction": args.selection_fraction,
-        "selection_seed": args.selection_seed,
-        "num_views": args.num_views,
-        "label_smoothing": args.label_smoothing,
-        "lr_decay": args.lr_decay,
-        "visual_features": args.visual_features,
-        "text_features": args.text_features,
-        "decision_fusion": args.decision_fusion,
-        "mi_between": args.mi_between,
-        "device": f"cuda:{args.cuda}" if args.cuda is not None else args.device,
-        "seed": args.seed,
-        "precision": args.precision,
-    }
+    flags = {f.name: getattr(args, f.name) for f in config_flag_fields()}
+    flags["device"] = f"cuda:{args.cuda}" if args.cuda is not None else args.device
     if args.no_amp:
         flags["amp"] = False
     for flag, field in _BOOL_SWITCHES.items():

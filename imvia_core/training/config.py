@@ -38,61 +38,80 @@ BATCH_ORDERS = ("random", "relation")
 LATER_FIELDS = ("selection_split", "selection_fraction", "selection_seed", "precision")
 
 
+def _option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, flag: bool = True) -> Any:
+    """A :class:`TrainConfig` field with its documentation: ``help`` is the field's doc and its ``--flag``'s help
+    text (``imvia train``, generated from the fields by :func:`~imvia_core.training.cli.add_config_flags`);
+    ``choices`` the values it takes; ``flag=False`` for a field set otherwise on the command line."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag})
+
+
 @dataclass
 class TrainConfig:
-    """Everything a run depends on; saved as ``config.json`` in the run directory."""
+    """Everything a run depends on; saved as ``config.json`` in the run directory.
 
-    dataset: str = "synthetic"
-    model: str = "imvia"
-    #: feature files per modality: a path, ``"auto"`` (the dataset's own files when present) or ``"none"``
-    visual_features: str = "auto"
-    text_features: str = "auto"
-    dim: int = 64
-    lr: float = 3e-3
-    lr_decay: float = 1.0
-    weight_decay: float = 0.0
-    batch_size: int = 256
-    #: ``"random"``: each epoch a random order of the training queries; ``"relation"``: random within each relation,
-    #: queries of one relation kept together in batches, batch order random (few distinct relations per batch, so
-    #: the Tucker cores are contracted fewer times; see the trainer)
-    batch_order: str = "random"
-    epochs: int = 60
-    label_smoothing: float = 0.1
-    #: weight of the CLUB mutual-information bound (Eq. 4; the upstream ``--mu``)
-    mu: float = 1e-4
-    #: weight of the contrastive alignment (Eq. 5)
-    lambda_align: float = 0.01
-    num_views: int = 3
-    input_dropout: float = 0.2
-    hidden_dropout1: float = 0.2
-    hidden_dropout2: float = 0.3
-    use_structure: bool = True
-    use_visual: bool = True
-    use_text: bool = True
-    use_joint: bool = True
-    decision_fusion: str = "gated"
-    mi_between: str = "modalities"
-    eval_every: int = 5
-    patience: int = 10
-    #: what early stopping and checkpoint selection rank: ``"published"`` the dataset's ``valid.txt``; ``"heldout"``
-    #: a seeded share (``selection_fraction``, seed ``selection_seed``) of the distinct training triples, removed
-    #: from training, every entity and relation of it still in the remaining training triples (the published
-    #: ``valid.txt`` is then still scored and reported; see :mod:`imvia_core.data.selection`)
-    selection_split: str = "published"
-    selection_fraction: float = 0.05
-    selection_seed: int = 0
-    #: queries scored at once in evaluation; on the development CPU a DB15K test evaluation took 7.4 s with 512,
-    #: 6.7 s with 1024 and 6.2 s with 2048 (memory: a few (batch, E) float matrices); 4096 or more on a GPU
-    eval_batch_size: int = 2048
-    max_grad_norm: float = 0.0
-    device: str = "cpu"
-    #: bf16 autocast on CUDA (the default there); on a CPU see ``precision``
-    amp: bool = True
-    #: ``"fp32"`` or ``"bf16"``: bf16 autocast for the training forward GEMMs on a CPU with AVX-512-BF16 or AMX (and
-    #: on CUDA); losses, softmaxes and optimiser states stay float32, evaluation scores in float32 (see
-    #: :mod:`imvia_core.training.precision`)
-    precision: str = "fp32"
-    seed: int = 0
+    Each field's documentation is its ``metadata["help"]`` (and the help of its ``imvia train`` flag).
+    """
+
+    dataset: str = _option("synthetic", "DB15K, MKG-W, MKG-Y, synthetic, or a folder (default: synthetic)", flag=False)
+    model: str = _option("imvia", "imvia (default), or a structure-only baseline: " + ", ".join(MODEL_NAMES[1:]))
+    visual_features: str = _option(
+        "auto", "visual feature file: a path, 'auto' (the dataset's own file when present) or 'none'"
+    )
+    text_features: str = _option("auto", "text feature file: a path, 'auto' or 'none'")
+    dim: int = _option(64, "embedding dimension of every branch")
+    lr: float = _option(3e-3, "learning rate of the main optimizer (Adam)")
+    lr_decay: float = _option(1.0, "multiply the learning rate by this after every epoch")
+    weight_decay: float = _option(0.0, "Adam's weight decay of the main parameters")
+    batch_size: int = _option(256, "queries per 1-N batch")
+    batch_order: str = _option(
+        "random",
+        "'random' (default): each epoch a random order of the training queries; 'relation': random within each "
+        "relation, queries of one relation batched together, batch order random (fewer Tucker core contractions "
+        "per batch)",
+        choices=BATCH_ORDERS,
+    )
+    epochs: int = _option(60, "maximum number of epochs")
+    label_smoothing: float = _option(0.1, "TuckER's label smoothing: targets (1 - eps) y + eps / E")
+    mu: float = _option(1e-4, "weight of the mutual-information bound (Eq. 4), as the upstream --mu")
+    lambda_align: float = _option(0.01, "weight of the contrastive alignment loss (Eq. 5)")
+    num_views: int = _option(3, "expert views per single-vector feature (Eq. 1-3)")
+    input_dropout: float = _option(0.2, "TuckER's input dropout")
+    hidden_dropout1: float = _option(0.2, "TuckER's dropout after the relation contraction")
+    hidden_dropout2: float = _option(0.3, "TuckER's dropout after the second batch norm")
+    use_structure: bool = _option(True, "keep the structure modality and branch (--no-structure: Fig. 2)", flag=False)
+    use_visual: bool = _option(True, "keep the visual modality and branch (--no-visual: Fig. 2)", flag=False)
+    use_text: bool = _option(True, "keep the text modality and branch (--no-text: Fig. 2)", flag=False)
+    use_joint: bool = _option(True, "keep the joint branch (--no-joint: Fig. 2)", flag=False)
+    decision_fusion: str = _option(
+        "gated", "relation-aware gate or uniform average of the branches", choices=DECISION_FUSION_MODES
+    )
+    mi_between: str = _option("modalities", "apply the CLUB bound between modalities or views", choices=MI_PLACEMENTS)
+    eval_every: int = _option(5, "validate every N epochs")
+    patience: int = _option(10, "stop after N validations without a better MRR (0: never)")
+    selection_split: str = _option(
+        "published",
+        "what early stopping and checkpoint selection rank: 'published' (valid.txt) or 'heldout' (a seeded share "
+        "of the distinct training triples, removed from training, every entity and relation of it still in the "
+        "remaining ones; valid.txt is then still reported; see imvia_core.data.selection). Default: the profile's "
+        "(heldout for DB15K in the cpu profile, published elsewhere)",
+        choices=SELECTION_SPLITS,
+    )
+    selection_fraction: float = _option(0.05, "share of the training triples held out (default 0.05)")
+    selection_seed: int = _option(0, "seed of the held-out selection split (default 0)")
+    #: on the development CPU a DB15K test evaluation took 7.4 s with 512, 6.7 s with 1024 and 6.2 s with 2048
+    #: (memory: a few (batch, E) float matrices)
+    eval_batch_size: int = _option(2048, "queries scored at once in evaluation (default 2048; 4096 or more on a GPU)")
+    max_grad_norm: float = _option(0.0, "clip the gradient norm of the main parameters to this (0: no clipping)")
+    device: str = _option("cpu", "cpu, cuda, cuda:0, mps ... (default: cpu)", flag=False)
+    amp: bool = _option(True, "bf16 autocast on CUDA (the default there; --no-amp); on a CPU see precision", flag=False)
+    precision: str = _option(
+        "fp32",
+        "fp32 (default), or bf16 autocast for the training forward GEMMs on a CPU with AVX-512-BF16 or AMX "
+        "(detected; an error elsewhere) and on CUDA; losses, softmaxes and Adam states stay fp32, evaluation scores "
+        "in fp32 (see imvia_core.training.precision)",
+        choices=PRECISIONS,
+    )
+    seed: int = _option(0, "seed of the model's initialisation, the batch order and dropout")
     #: extra options passed to the model factory unchanged
     model_options: dict[str, Any] = field(default_factory=dict)
 
