@@ -1,4 +1,13 @@
-"""Container for per-entity multi-view features of one modality."""
+"""Names and types shared across the package: the feature modalities and the per-entity views of one modality.
+
+One name for one thing throughout:
+
+* ``num_relations`` is ``R``, the relations of the graph as published (``KnowledgeGraph.num_relations``, the
+  evaluator, the trivial scorers); ``num_relations_with_reciprocals`` is ``2R``, the relation ids a model and a
+  :class:`~imvia_core.data.filtering.FilterIndex` see (id ``r + R`` is the reciprocal of ``r``);
+* a feature modality is ``"visual"`` or ``"text"`` (:data:`MODALITIES`) everywhere outside the model; inside it,
+  the branch of a modality is its letter (:data:`BRANCH_OF_MODALITY`), beside ``S`` (structure) and ``J`` (joint).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["ModalityFeatures"]
+__all__ = ["BRANCH_OF_MODALITY", "MODALITIES", "ModalityFeatures"]
+
+#: the feature modalities, as feature files, configurations and :class:`ModalityFeatures` name them
+MODALITIES: tuple[str, ...] = ("visual", "text")
+#: each feature modality's branch inside the model; ``S`` is the structure branch, ``J`` the joint one
+BRANCH_OF_MODALITY: dict[str, str] = {"visual": "V", "text": "T"}
 
 
 @dataclass(eq=False)

@@ -46,7 +46,9 @@ def _imvia(**overrides):
 
 def _batch(device: torch.device):
     graph = _graph()
-    index = FilterIndex.from_triples(graph.with_reciprocals("train"), num_entities=E, num_relations=2 * R)
+    index = FilterIndex.from_triples(
+        graph.with_reciprocals("train"), num_entities=E, num_relations_with_reciprocals=2 * R
+    )
     heads, relations = (t[:64] for t in index.unique_queries())
     targets = bench.build_targets(index, heads, relations)
     return heads.to(device), relations.to(device), targets.to(device)

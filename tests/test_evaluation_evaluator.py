@@ -85,7 +85,7 @@ def _setup(seed: int, *, tied: bool):
     train, test = _graph(seed)
     both = add_reciprocals(torch.cat([train, test]), NUM_RELATIONS)
     known = {tuple(x) for x in both.tolist()}
-    index = FilterIndex.from_triples(both, num_entities=NUM_ENTITIES, num_relations=2 * NUM_RELATIONS)
+    index = FilterIndex.from_triples(both, num_entities=NUM_ENTITIES, num_relations_with_reciprocals=2 * NUM_RELATIONS)
     gen = torch.Generator().manual_seed(seed + 100)
     shape = (NUM_ENTITIES, 2 * NUM_RELATIONS, NUM_ENTITIES)
     table = torch.randint(0, 3, shape, generator=gen).float() if tied else torch.randn(shape, generator=gen)
@@ -252,7 +252,7 @@ def test_input_errors() -> None:
     with pytest.raises(InputError, match="original relations"):
         evaluate(TableScorer(table), add_reciprocals(test, NUM_RELATIONS), filter_index=index, **kwargs)
     with pytest.raises(InputError, match="filter_index"):
-        small = FilterIndex.from_triples(test, num_entities=NUM_ENTITIES, num_relations=NUM_RELATIONS)
+        small = FilterIndex.from_triples(test, num_entities=NUM_ENTITIES, num_relations_with_reciprocals=NUM_RELATIONS)
         evaluate(TableScorer(table), test, filter_index=small, **kwargs)
     with pytest.raises(InputError, match="scorer output"):
         evaluate(lambda h, r: torch.zeros(h.shape[0], 3), test, filter_index=None, **kwargs)
@@ -278,7 +278,9 @@ def test_trivial_scorers_end_to_end() -> None:
     triples = triples[torch.randperm(triples.shape[0], generator=gen)]
     train, test = triples[:-100], triples[-100:]
     index = FilterIndex.from_triples(
-        add_reciprocals(triples, num_relations), num_entities=num_entities, num_relations=2 * num_relations
+        add_reciprocals(triples, num_relations),
+        num_entities=num_entities,
+        num_relations_with_reciprocals=2 * num_relations,
     )
     kwargs = dict(num_entities=num_entities, num_relations=num_relations, filter_index=index, progress=False)
     popularity = evaluate(

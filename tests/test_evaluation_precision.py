@@ -30,7 +30,9 @@ def _setup() -> tuple[torch.nn.Module, torch.Tensor, FilterIndex]:
         dim=1,
     )
     index = FilterIndex.from_triples(
-        add_reciprocals(triples, NUM_RELATIONS), num_entities=NUM_ENTITIES, num_relations=2 * NUM_RELATIONS
+        add_reciprocals(triples, NUM_RELATIONS),
+        num_entities=NUM_ENTITIES,
+        num_relations_with_reciprocals=2 * NUM_RELATIONS,
     )
     return model, triples, index
 

@@ -95,7 +95,7 @@ def test_filter_index_matches_sets(entities: int, relations: int, triples, queri
     triples = [(h % entities, r % relations, t % entities) for h, r, t in triples]
     queries = [(h % entities, r % relations) for h, r in queries]
     tensor = torch.tensor(triples, dtype=torch.long).reshape(-1, 3)
-    index = FilterIndex.from_triples(tensor, num_entities=entities, num_relations=relations)
+    index = FilterIndex.from_triples(tensor, num_entities=entities, num_relations_with_reciprocals=relations)
     heads = torch.tensor([q[0] for q in queries], dtype=torch.long)
     rels = torch.tensor([q[1] for q in queries], dtype=torch.long)
     rows, cols = index.known_tails(heads, rels)

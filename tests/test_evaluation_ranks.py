@@ -137,7 +137,7 @@ def _random_triples(seed: int, *, num_entities: int, num_relations: int, n: int)
 def test_known_tails_matches_set_reference() -> None:
     num_entities, num_relations = 15, 4
     triples = _random_triples(1, num_entities=num_entities, num_relations=num_relations, n=120)  # has duplicates
-    index = FilterIndex.from_triples(triples, num_entities=num_entities, num_relations=num_relations)
+    index = FilterIndex.from_triples(triples, num_entities=num_entities, num_relations_with_reciprocals=num_relations)
     known: dict[tuple[int, int], set[int]] = {}
     for h, r, t in triples.tolist():
         known.setdefault((h, r), set()).add(t)
@@ -167,7 +167,9 @@ def test_known_tails_matches_set_reference() -> None:
 
 
 def test_known_tails_edge_cases() -> None:
-    index = FilterIndex.from_triples(torch.tensor([[0, 1, 2], [0, 1, 2], [3, 0, 1]]), num_entities=4, num_relations=2)
+    index = FilterIndex.from_triples(
+        torch.tensor([[0, 1, 2], [0, 1, 2], [3, 0, 1]]), num_entities=4, num_relations_with_reciprocals=2
+    )
     assert index.num_triples == 2
     # empty batch
     rows, cols = index.known_tails(torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long))
@@ -176,15 +178,17 @@ def test_known_tails_edge_cases() -> None:
     rows, cols = index.known_tails(torch.tensor([3, 0, 0, 3, 1]), torch.tensor([1, 0, 1, 0, 1]))
     assert list(zip(rows.tolist(), cols.tolist())) == [(2, 2), (3, 1)]
     # empty index
-    empty = FilterIndex.from_triples(torch.zeros(0, 3, dtype=torch.long), num_entities=4, num_relations=2)
+    empty = FilterIndex.from_triples(
+        torch.zeros(0, 3, dtype=torch.long), num_entities=4, num_relations_with_reciprocals=2
+    )
     rows, cols = empty.known_tails(torch.tensor([0, 1]), torch.tensor([1, 1]))
     assert rows.numel() == 0
     assert not empty.dense_mask(torch.tensor([0]), torch.tensor([1])).any()
     assert empty.to("cpu") is empty
     with pytest.raises(InputError, match="row 1"):
-        FilterIndex.from_triples(torch.tensor([[0, 1, 2], [0, 2, 2]]), num_entities=4, num_relations=2)
+        FilterIndex.from_triples(torch.tensor([[0, 1, 2], [0, 2, 2]]), num_entities=4, num_relations_with_reciprocals=2)
     with pytest.raises(InputError, match="shape"):
-        FilterIndex.from_triples(torch.tensor([[0, 1]]), num_entities=4, num_relations=2)
+        FilterIndex.from_triples(torch.tensor([[0, 1]]), num_entities=4, num_relations_with_reciprocals=2)
 
 
 # ------------------------------------------------------------------------------------------------------ categories

@@ -61,7 +61,9 @@ def test_imvia_training_loss_fast_paths_equal_reference(switch):
     slow = _imvia(**switch).double()
     slow.load_state_dict(fast.state_dict())
     graph = _graph()
-    index = FilterIndex.from_triples(graph.with_reciprocals("train"), num_entities=E, num_relations=2 * R)
+    index = FilterIndex.from_triples(
+        graph.with_reciprocals("train"), num_entities=E, num_relations_with_reciprocals=2 * R
+    )
     heads, relations = (t[:48] for t in index.unique_queries())
     assert torch.unique(relations).numel() < relations.numel()  # several examples share a relation
     targets = bench.build_targets(index, heads, relations).double()
@@ -90,7 +92,9 @@ def test_tucker_baseline_fused_loss_equals_logits_then_loss():
     from imvia_core.model.kernels.bce import one_to_n_bce
 
     graph = _graph()
-    index = FilterIndex.from_triples(graph.with_reciprocals("train"), num_entities=E, num_relations=2 * R)
+    index = FilterIndex.from_triples(
+        graph.with_reciprocals("train"), num_entities=E, num_relations_with_reciprocals=2 * R
+    )
     heads, relations = (t[:150] for t in index.unique_queries())
     targets = bench.build_targets(index, heads, relations).double()
     torch.manual_seed(0)
@@ -114,7 +118,7 @@ def test_tucker_baseline_fused_loss_equals_logits_then_loss():
 def test_trainer_targets_equal_dense_reference():
     graph = _graph(seed=3)
     train = add_reciprocals(torch.cat([graph.train, graph.train[:20]]), R)  # with duplicate triples
-    index = FilterIndex.from_triples(train, num_entities=E, num_relations=2 * R)
+    index = FilterIndex.from_triples(train, num_entities=E, num_relations_with_reciprocals=2 * R)
     known: dict[tuple[int, int], set[int]] = {}
     for h, r, t in train.tolist():
         known.setdefault((h, r), set()).add(t)
@@ -218,7 +222,9 @@ def test_analytic_flops_match_counted_matmul_flops():
     """The docstring's formula against torch's FLOP counter on one real step (within the counter's extras)."""
     graph = _graph(seed=2)
     model = _imvia(dim=32)
-    index = FilterIndex.from_triples(graph.with_reciprocals("train"), num_entities=E, num_relations=2 * R)
+    index = FilterIndex.from_triples(
+        graph.with_reciprocals("train"), num_entities=E, num_relations_with_reciprocals=2 * R
+    )
     q_heads, q_relations = index.unique_queries()
     heads, relations = q_heads[:32], q_relations[:32]
     u = int(torch.unique(relations).numel())

@@ -40,7 +40,9 @@ def test_shapes_and_loss(name):
 @pytest.mark.parametrize("p_norm", [1, 2])
 def test_transe_matches_naive_distance(p_norm):
     torch.manual_seed(0)
-    model = TransE(num_entities=E, num_relations=R, config=BaselineConfig(dim=6, p_norm=p_norm, gamma=3.0))
+    model = TransE(
+        num_entities=E, num_relations_with_reciprocals=R, config=BaselineConfig(dim=6, p_norm=p_norm, gamma=3.0)
+    )
     h, r = _queries()
     a = model.entity_embeddings(h) + model.relation_embeddings(r)
     naive = torch.stack(
@@ -54,7 +56,7 @@ def test_transe_matches_naive_distance(p_norm):
 
 def test_complex_matches_complex_arithmetic():
     torch.manual_seed(0)
-    model = ComplEx(num_entities=E, num_relations=R, config=BaselineConfig(dim=8))
+    model = ComplEx(num_entities=E, num_relations_with_reciprocals=R, config=BaselineConfig(dim=8))
     h, r = _queries()
 
     def as_complex(x):
@@ -69,7 +71,9 @@ def test_complex_matches_complex_arithmetic():
 
 def test_rotate_chunks_match_naive_and_gradients():
     torch.manual_seed(0)
-    chunked = RotatE(num_entities=E, num_relations=R, config=BaselineConfig(dim=8, gamma=4.0, chunk_elements=40))
+    chunked = RotatE(
+        num_entities=E, num_relations_with_reciprocals=R, config=BaselineConfig(dim=8, gamma=4.0, chunk_elements=40)
+    )
     h, r = _queries()
     hc = torch.complex(*chunked.entity_embeddings(h).chunk(2, dim=-1))
     phase = chunked.relation_embeddings(r) * (math.pi / chunked.embedding_range)
@@ -158,7 +162,9 @@ def test_pairre_blocks_match_naive_and_gradients():
     from imvia_core.model import PairRE
 
     torch.manual_seed(0)
-    model = PairRE(num_entities=E, num_relations=R, config=BaselineConfig(dim=6, gamma=3.0, chunk_elements=30))
+    model = PairRE(
+        num_entities=E, num_relations_with_reciprocals=R, config=BaselineConfig(dim=6, gamma=3.0, chunk_elements=30)
+    )
     h, r = _queries()
     unit = torch.nn.functional.normalize
     r_head, r_tail = model.relation_embeddings(r).chunk(2, dim=-1)

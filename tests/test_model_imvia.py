@@ -37,7 +37,7 @@ def _model(visual=True, text=True, **overrides) -> IMVIA:
     cfg = IMVIAConfig(dim=8, club_hidden_dim=8, input_pool_dim=16, **overrides)
     return IMVIA(
         num_entities=E,
-        num_relations=R,
+        num_relations_with_reciprocals=R,
         visual=vis if visual else None,
         text=txt if text else None,
         config=cfg,
@@ -214,7 +214,7 @@ def test_bad_inputs_raise_clear_errors():
         IMVIAConfig(label_smoothing=1.5)
     vis, _ = _features()
     with pytest.raises(InputError, match="entity rows"):
-        IMVIA(num_entities=E + 1, num_relations=R, visual=vis)
+        IMVIA(num_entities=E + 1, num_relations_with_reciprocals=R, visual=vis)
     with pytest.raises(ConfigError, match="views"):
         build_model(
             "imvia",

@@ -224,7 +224,7 @@ def test_queries_and_view_weight_frame() -> None:
     torch.manual_seed(0)
     model = IMVIA(
         num_entities=graph.num_entities,
-        num_relations=graph.num_relations_with_reciprocals,
+        num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
         visual=kg.visual,
         text=kg.text,
         config=IMVIAConfig(dim=8, club_hidden_dim=8),

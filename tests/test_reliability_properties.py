@@ -251,7 +251,7 @@ def _run(problem, *, filtered: bool, batch_size: int | None = None):
     if filtered:
         all_known = torch.tensor(known + test, dtype=torch.long).reshape(-1, 3)
         index = FilterIndex.from_triples(
-            add_reciprocals(all_known, relations), num_entities=entities, num_relations=2 * relations
+            add_reciprocals(all_known, relations), num_entities=entities, num_relations_with_reciprocals=2 * relations
         )
     return evaluate(
         lambda h, r: scores[h, r],

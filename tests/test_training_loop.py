@@ -29,7 +29,7 @@ def _batch(seed: int = 0) -> Batch:
         + [torch.randint(0, E, (60,), generator=gen)],
         dim=1,
     )
-    index = FilterIndex.from_triples(triples, num_entities=E, num_relations=2 * R)
+    index = FilterIndex.from_triples(triples, num_entities=E, num_relations_with_reciprocals=2 * R)
     heads, relations = index.unique_queries()
     return Batch(heads[:16], relations[:16], build_targets(index, heads[:16], relations[:16]))
 
@@ -39,7 +39,9 @@ def _params(model) -> list[torch.Tensor]:
 
 
 def test_targets_mark_every_known_tail() -> None:
-    index = FilterIndex.from_triples(torch.tensor([[0, 1, 2], [0, 1, 3], [4, 0, 2]]), num_entities=5, num_relations=2)
+    index = FilterIndex.from_triples(
+        torch.tensor([[0, 1, 2], [0, 1, 3], [4, 0, 2]]), num_entities=5, num_relations_with_reciprocals=2
+    )
     targets = build_targets(index, torch.tensor([0, 4]), torch.tensor([1, 0]))
     assert targets.tolist() == [[0, 0, 1, 1, 0], [0, 0, 1, 0, 0]]
 

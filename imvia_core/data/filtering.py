@@ -1,10 +1,10 @@
 """Index of known tails per query, for filtered ranking and for 1-N training targets.
 
 A query is a pair ``(head, relation)`` with relation ids including reciprocals (``0..2R-1``). The index is stored in
-compressed sparse row (CSR) form: the distinct query keys ``head * num_relations + relation`` sorted ascending, an
-offsets array, and the sorted tails of every query laid end to end. Looking up a batch of queries is a
-``torch.searchsorted`` on the keys followed by one ``repeat_interleave``: no Python loop per query, and everything
-stays on the index's device.
+compressed sparse row (CSR) form: the distinct query keys ``head * num_relations_with_reciprocals + relation``
+sorted ascending, an offsets array, and the sorted tails of every query laid end to end. Looking up a batch of
+queries is a ``torch.searchsorted`` on the keys followed by one ``repeat_interleave``: no Python loop per query, and
+everything stays on the index's device.
 """
 
 from __future__ import annotations
@@ -56,33 +56,36 @@ class FilterIndex:
     Build it with :meth:`from_triples`. Tensors:
 
     :param num_entities: number of entities ``E``.
-    :param num_relations: number of relation ids **including reciprocals** (``2R``).
-    :param query_keys: shape ``(Q,)`` sorted distinct keys ``head * num_relations + relation``.
+    :param num_relations_with_reciprocals: number of relation ids **including reciprocals** (``2R``).
+    :param query_keys: shape ``(Q,)`` sorted distinct keys ``head * num_relations_with_reciprocals + relation``.
     :param offsets: shape ``(Q + 1,)``; the tails of query ``q`` are ``tails[offsets[q]:offsets[q + 1]]``.
     :param tails: shape ``(nnz,)`` tail ids, sorted within each query, without duplicates.
     """
 
     num_entities: int
-    num_relations: int
+    num_relations_with_reciprocals: int
     query_keys: torch.Tensor
     offsets: torch.Tensor
     tails: torch.Tensor
 
     @classmethod
-    def from_triples(cls, triples: torch.Tensor, *, num_entities: int, num_relations: int) -> FilterIndex:
+    def from_triples(
+        cls, triples: torch.Tensor, *, num_entities: int, num_relations_with_reciprocals: int
+    ) -> FilterIndex:
         """Index ``triples``.
 
         :param triples: shape ``(m, 3)`` integer ids (head, relation, tail); the caller adds reciprocal triples
             (``(t, r + R, h)``) itself when it wants head prediction filtered. Duplicates are allowed.
         :param num_entities: ``E``.
-        :param num_relations: number of relation ids including reciprocals (``2R``).
+        :param num_relations_with_reciprocals: number of relation ids including reciprocals (``2R``).
         """
-        if num_entities <= 0 or num_relations <= 0:
+        if num_entities <= 0 or num_relations_with_reciprocals <= 0:
             raise InputError(
-                f"FilterIndex: found num_entities={num_entities}, num_relations={num_relations}; expected both > 0"
+                f"FilterIndex: found num_entities={num_entities}, "
+                f"num_relations_with_reciprocals={num_relations_with_reciprocals}; expected both > 0"
             )
-        triples = check_triples(triples, num_entities=num_entities, num_relations=num_relations)
-        keys = triples[:, 0] * num_relations + triples[:, 1]
+        triples = check_triples(triples, num_entities=num_entities, num_relations=num_relations_with_reciprocals)
+        keys = triples[:, 0] * num_relations_with_reciprocals + triples[:, 1]
         # One int64 code per triple; E * 2R * E stays far below 2**63 for any realistic graph.
         codes = torch.unique(keys * num_entities + triples[:, 2], sorted=True)
         keys = torch.div(codes, num_entities, rounding_mode="floor")
@@ -92,7 +95,7 @@ class FilterIndex:
         torch.cumsum(counts, dim=0, out=offsets[1:])
         return cls(
             num_entities=num_entities,
-            num_relations=num_relations,
+            num_relations_with_reciprocals=num_relations_with_reciprocals,
             query_keys=query_keys,
             offsets=offsets,
             tails=tails,
@@ -123,7 +126,7 @@ class FilterIndex:
             return self
         return FilterIndex(
             num_entities=self.num_entities,
-            num_relations=self.num_relations,
+            num_relations_with_reciprocals=self.num_relations_with_reciprocals,
             query_keys=self.query_keys.to(device),
             offsets=self.offsets.to(device),
             tails=self.tails.to(device),
@@ -135,8 +138,8 @@ class FilterIndex:
 
         :return: ``heads`` and ``relations``, each shape ``(Q,)``.
         """
-        heads = torch.div(self.query_keys, self.num_relations, rounding_mode="floor")
-        return heads, self.query_keys - heads * self.num_relations
+        heads = torch.div(self.query_keys, self.num_relations_with_reciprocals, rounding_mode="floor")
+        return heads, self.query_keys - heads * self.num_relations_with_reciprocals
 
     def counts(self, heads: torch.Tensor, relations: torch.Tensor) -> torch.Tensor:
         """Number of known tails of each query, shape ``(B,)`` (0 for an unknown query)."""
@@ -150,7 +153,7 @@ class FilterIndex:
             )
         heads = heads.to(self.device, torch.long)
         relations = relations.to(self.device, torch.long)
-        keys = heads * self.num_relations + relations
+        keys = heads * self.num_relations_with_reciprocals + relations
         num_queries = self.query_keys.numel()
         if num_queries == 0:
             zeros = torch.zeros_like(keys)

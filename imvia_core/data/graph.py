@@ -107,7 +107,9 @@ class KnowledgeGraph:
     def filter_index(self) -> FilterIndex:
         """Filter index over all known triples (train, valid, test, with reciprocals)."""
         return FilterIndex.from_triples(
-            self.all_known_triples, num_entities=self.num_entities, num_relations=self.num_relations_with_reciprocals
+            self.all_known_triples,
+            num_entities=self.num_entities,
+            num_relations_with_reciprocals=self.num_relations_with_reciprocals,
         )
 
     def statistics(self) -> dict[str, int]:

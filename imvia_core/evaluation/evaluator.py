@@ -118,10 +118,14 @@ def _checked_inputs(
         relation_note="original relations: the evaluator adds head prediction itself",
     )
     if filter_index is not None:
-        if filter_index.num_entities != num_entities or filter_index.num_relations != 2 * num_relations:
+        if (
+            filter_index.num_entities != num_entities
+            or filter_index.num_relations_with_reciprocals != 2 * num_relations
+        ):
             raise InputError(
-                f"filter_index: found {filter_index.num_entities} entities and {filter_index.num_relations} relation "
-                f"ids; expected {num_entities} entities and {2 * num_relations} relation ids (with reciprocals)"
+                f"filter_index: found {filter_index.num_entities} entities and "
+                f"{filter_index.num_relations_with_reciprocals} relation ids; expected {num_entities} entities and "
+                f"{2 * num_relations} relation ids (with reciprocals)"
             )
         filter_index = filter_index.to(device)
     categories = None

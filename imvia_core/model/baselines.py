@@ -107,7 +107,7 @@ class StructuralModel(KGCModel):
     """Shared parts: entity and relation tables, the 1-N BCE loss, input checks.
 
     :param num_entities: ``E``.
-    :param num_relations: relation ids including reciprocals.
+    :param num_relations_with_reciprocals: relation ids including reciprocals.
     :param config: hyperparameters.
     :param relation_dim: width of the relation table (default ``config.dim``).
     """
@@ -119,16 +119,16 @@ class StructuralModel(KGCModel):
         self,
         *,
         num_entities: int,
-        num_relations: int,
+        num_relations_with_reciprocals: int,
         config: BaselineConfig | None = None,
         relation_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.config = config or BaselineConfig()
         self.num_entities = int(num_entities)
-        self.num_relations = int(num_relations)
+        self.num_relations_with_reciprocals = int(num_relations_with_reciprocals)
         self.entity_embeddings = nn.Embedding(num_entities, self.config.dim)
-        self.relation_embeddings = nn.Embedding(num_relations, relation_dim or self.config.dim)
+        self.relation_embeddings = nn.Embedding(num_relations_with_reciprocals, relation_dim or self.config.dim)
         self.embedding_dropout = nn.Dropout(self.config.embedding_dropout)
 
     def _check(self, heads: torch.Tensor, relations: torch.Tensor) -> None:
@@ -172,8 +172,12 @@ class TransE(StructuralModel):
 
     label = "TransE"
 
-    def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
-        super().__init__(num_entities=num_entities, num_relations=num_relations, config=config)
+    def __init__(
+        self, *, num_entities: int, num_relations_with_reciprocals: int, config: BaselineConfig | None = None
+    ) -> None:
+        super().__init__(
+            num_entities=num_entities, num_relations_with_reciprocals=num_relations_with_reciprocals, config=config
+        )
         bound = (self.config.gamma + 2.0) / self.config.dim
         nn.init.uniform_(self.entity_embeddings.weight, -bound, bound)
         nn.init.uniform_(self.relation_embeddings.weight, -bound, bound)
@@ -196,8 +200,12 @@ class DistMult(StructuralModel):
 
     label = "DistMult"
 
-    def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
-        super().__init__(num_entities=num_entities, num_relations=num_relations, config=config)
+    def __init__(
+        self, *, num_entities: int, num_relations_with_reciprocals: int, config: BaselineConfig | None = None
+    ) -> None:
+        super().__init__(
+            num_entities=num_entities, num_relations_with_reciprocals=num_relations_with_reciprocals, config=config
+        )
         nn.init.xavier_normal_(self.entity_embeddings.weight)
         nn.init.xavier_normal_(self.relation_embeddings.weight)
 
@@ -216,8 +224,12 @@ class ComplEx(StructuralModel):
 
     label = "ComplEx"
 
-    def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
-        super().__init__(num_entities=num_entities, num_relations=num_relations, config=config)
+    def __init__(
+        self, *, num_entities: int, num_relations_with_reciprocals: int, config: BaselineConfig | None = None
+    ) -> None:
+        super().__init__(
+            num_entities=num_entities, num_relations_with_reciprocals=num_relations_with_reciprocals, config=config
+        )
         _check_even("ComplEx", self.config.dim)
         nn.init.xavier_normal_(self.entity_embeddings.weight)
         nn.init.xavier_normal_(self.relation_embeddings.weight)
@@ -278,10 +290,17 @@ class RotatE(StructuralModel):
 
     label = "RotatE"
 
-    def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
+    def __init__(
+        self, *, num_entities: int, num_relations_with_reciprocals: int, config: BaselineConfig | None = None
+    ) -> None:
         cfg = config or BaselineConfig()
         _check_even("RotatE", cfg.dim)
-        super().__init__(num_entities=num_entities, num_relations=num_relations, config=cfg, relation_dim=cfg.dim // 2)
+        super().__init__(
+            num_entities=num_entities,
+            num_relations_with_reciprocals=num_relations_with_reciprocals,
+            config=cfg,
+            relation_dim=cfg.dim // 2,
+        )
         self.embedding_range = (cfg.gamma + 2.0) / cfg.dim
         nn.init.uniform_(self.entity_embeddings.weight, -self.embedding_range, self.embedding_range)
         nn.init.uniform_(self.relation_embeddings.weight, -self.embedding_range, self.embedding_range)
@@ -340,9 +359,16 @@ class PairRE(StructuralModel):
 
     label = "PairRE"
 
-    def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
+    def __init__(
+        self, *, num_entities: int, num_relations_with_reciprocals: int, config: BaselineConfig | None = None
+    ) -> None:
         cfg = config or BaselineConfig()
-        super().__init__(num_entities=num_entities, num_relations=num_relations, config=cfg, relation_dim=2 * cfg.dim)
+        super().__init__(
+            num_entities=num_entities,
+            num_relations_with_reciprocals=num_relations_with_reciprocals,
+            config=cfg,
+            relation_dim=2 * cfg.dim,
+        )
         bound = (abs(cfg.gamma) + 2.0) / cfg.dim
         nn.init.uniform_(self.entity_embeddings.weight, -bound, bound)
         nn.init.uniform_(self.relation_embeddings.weight, -bound, bound)
@@ -366,10 +392,17 @@ class TuckER(StructuralModel):
 
     label = "TuckER"
 
-    def __init__(self, *, num_entities: int, num_relations: int, config: BaselineConfig | None = None) -> None:
+    def __init__(
+        self, *, num_entities: int, num_relations_with_reciprocals: int, config: BaselineConfig | None = None
+    ) -> None:
         cfg = config or BaselineConfig()
         rel_dim = cfg.relation_dim or cfg.dim
-        super().__init__(num_entities=num_entities, num_relations=num_relations, config=cfg, relation_dim=rel_dim)
+        super().__init__(
+            num_entities=num_entities,
+            num_relations_with_reciprocals=num_relations_with_reciprocals,
+            config=cfg,
+            relation_dim=rel_dim,
+        )
         nn.init.xavier_normal_(self.entity_embeddings.weight)
         nn.init.xavier_normal_(self.relation_embeddings.weight)
         self.scorer = TuckerScorer(

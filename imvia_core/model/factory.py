@@ -10,7 +10,7 @@ from imvia_core.model.base import KGCModel
 from imvia_core.model.baselines import BASELINES, BaselineConfig
 from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.imvia import IMVIA, IMVIAConfig
-from imvia_core.types import ModalityFeatures
+from imvia_core.types import MODALITIES, ModalityFeatures
 
 __all__ = ["MODEL_LABELS", "MODEL_NAMES", "build_model"]
 
@@ -20,7 +20,7 @@ MODEL_NAMES: tuple[str, ...] = ("imvia",) + tuple(BASELINES)
 #: model name -> its name in tables and reports
 MODEL_LABELS: dict[str, str] = {"imvia": "IMVIA", **{name: cls.label for name, cls in BASELINES.items()}}
 
-_FEATURE_KEYS = ("visual", "text")
+_FEATURE_KEYS = MODALITIES
 
 
 def build_model(
@@ -59,7 +59,7 @@ def build_model(
         execution, values = ExecutionOptions.split(values)
         return IMVIA(
             num_entities=num_entities,
-            num_relations=num_relations_with_reciprocals,
+            num_relations_with_reciprocals=num_relations_with_reciprocals,
             visual=features.get("visual"),
             text=features.get("text"),
             config=IMVIAConfig.from_dict(values),
@@ -67,6 +67,6 @@ def build_model(
         )
     return BASELINES[key](
         num_entities=num_entities,
-        num_relations=num_relations_with_reciprocals,
+        num_relations_with_reciprocals=num_relations_with_reciprocals,
         config=BaselineConfig.from_dict(values),
     )

@@ -56,14 +56,14 @@ from imvia_core.model.fusion import MultiViewFusion
 from imvia_core.model.joint import DECISION_FUSION_MODES, JointEmbedding, RelationAwareDecisionFusion, fused_logit
 from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
-from imvia_core.types import ModalityFeatures
+from imvia_core.types import BRANCH_OF_MODALITY, ModalityFeatures
 
 __all__ = ["IMVIA", "IMVIAConfig", "IMVIAInspection", "MI_PLACEMENTS"]
 
 #: values of ``mi_between``: the CLUB bound between the modalities (Eq. 4) or between the views of one modality
 MI_PLACEMENTS: tuple[str, ...] = ("modalities", "views")
 
-_MODALITY_OF_FEATURE = {"V": "visual", "T": "text"}
+_MODALITY_OF_FEATURE = {branch: modality for modality, branch in BRANCH_OF_MODALITY.items()}
 
 
 @dataclass
@@ -200,7 +200,7 @@ class IMVIA(KGCModel):
     """Intra-modality multi-view fusion and inter-modality alignment model.
 
     :param num_entities: ``E``.
-    :param num_relations: number of relation ids including reciprocals (``2R``).
+    :param num_relations_with_reciprocals: number of relation ids including reciprocals (``2R``).
     :param visual: visual features, or ``None`` (modality absent).
     :param text: text features, or ``None``.
     :param config: hyperparameters (defaults if ``None``).
@@ -211,7 +211,7 @@ class IMVIA(KGCModel):
         self,
         *,
         num_entities: int,
-        num_relations: int,
+        num_relations_with_reciprocals: int,
         visual: ModalityFeatures | None = None,
         text: ModalityFeatures | None = None,
         config: IMVIAConfig | None = None,
@@ -222,7 +222,7 @@ class IMVIA(KGCModel):
         self.config = cfg
         self.execution = execution or ExecutionOptions()
         self.num_entities = int(num_entities)
-        self.num_relations = int(num_relations)
+        self.num_relations_with_reciprocals = int(num_relations_with_reciprocals)
         d = cfg.dim
         for name, feats in (("visual", visual), ("text", text)):
             if feats is not None and feats.num_entities != num_entities:
@@ -236,7 +236,9 @@ class IMVIA(KGCModel):
         self.relation_embeddings = nn.ModuleDict()
 
         self.fusion = nn.ModuleDict()
-        for m, feats, use in (("V", visual, cfg.use_visual), ("T", text, cfg.use_text)):
+        inputs = {"visual": (visual, cfg.use_visual), "text": (text, cfg.use_text)}
+        for modality, (feats, use) in inputs.items():
+            m = BRANCH_OF_MODALITY[modality]
             if feats is None or not use:
                 continue
             self.fusion[m] = MultiViewFusion(
@@ -268,7 +270,7 @@ class IMVIA(KGCModel):
         self.branches = ("final",) + self.score_branches
 
         for name in ("S",) + tuple(b for b in self.score_branches if b != "S"):
-            emb = nn.Embedding(num_relations, d)
+            emb = nn.Embedding(num_relations_with_reciprocals, d)
             nn.init.xavier_normal_(emb.weight)
             self.relation_embeddings[name] = emb
         self.joint = JointEmbedding(modalities=self.modalities, dim=d) if cfg.use_joint else None

@@ -316,7 +316,7 @@ def _start(ctx: RunContext, run_dir: Path, *, resume: bool, progress: bool) -> _
     index = FilterIndex.from_triples(
         graph.with_reciprocals("train"),
         num_entities=graph.num_entities,
-        num_relations=graph.num_relations_with_reciprocals,
+        num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
     ).to(device)
     q_heads, q_relations = index.unique_queries()
     shuffle = torch.Generator().manual_seed(cfg.seed)
