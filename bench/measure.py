@@ -395,7 +395,7 @@ def _set_up(shape: BenchShape, device: torch.device, dtype: torch.dtype, memory:
         index = FilterIndex.from_triples(
             graph.with_reciprocals("train"),
             num_entities=graph.num_entities,
-            num_relations=graph.num_relations_with_reciprocals,
+            num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
         ).to(device)
         q_heads, q_relations = index.unique_queries()
         _ = graph.filter_index  # built now, not inside the timed evaluation
