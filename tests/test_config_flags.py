@@ -48,3 +48,19 @@ def test_a_bad_choice_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit):
         _train_parser().parse_args(["train", "--batch-order", "sideways"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_the_model_configuration_is_typed_and_named_once() -> None:
+    from imvia_core.errors import ConfigError
+    from imvia_core.model import BaselineConfig, IMVIAConfig
+    from imvia_core.training.config import MODEL_FIELDS, profile_config
+
+    cfg = profile_config("ci", "synthetic", num_views=4, model_options={"view_temperature": 0.5, "fast_tucker": False})
+    model, execution = cfg.model_config()
+    assert isinstance(model, IMVIAConfig) and model.num_experts == 4 and model.view_temperature == 0.5
+    assert all(getattr(model, target) == getattr(cfg, name) for name, target in MODEL_FIELDS.items())
+    assert execution.fast_tucker is False and execution.fused_scoring_loss is True
+    baseline, _ = profile_config("ci", "synthetic", model="tucker").model_config()
+    assert isinstance(baseline, BaselineConfig) and baseline.dim == 32 and baseline.hidden_dropout2 == 0.1
+    with pytest.raises(ConfigError, match="model_options.*dimm"):
+        profile_config("ci", "synthetic", model_options={"dimm": 3})

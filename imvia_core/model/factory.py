@@ -29,7 +29,8 @@ def build_model(
     num_entities: int,
     num_relations_with_reciprocals: int,
     features: Mapping[str, ModalityFeatures | None] | None = None,
-    config: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | IMVIAConfig | BaselineConfig | None = None,
+    execution: ExecutionOptions | None = None,
 ) -> KGCModel:
     """Create a model.
 
@@ -41,6 +42,8 @@ def build_model(
     :param config: hyperparameters: fields of :class:`~imvia_core.model.imvia.IMVIAConfig` for ``imvia``, of
         :class:`~imvia_core.model.baselines.BaselineConfig` otherwise; unknown keys raise ``ConfigError``. For
         ``imvia`` the fields of :class:`~imvia_core.model.execution.ExecutionOptions` are accepted too and go there.
+        A typed configuration (:meth:`~imvia_core.training.config.TrainConfig.model_config`) is used as it is.
+    :param execution: the execution options of ``imvia`` (with a typed ``config``; default: the fast kernels).
     """
     key = name.lower()
     if key not in MODEL_NAMES:
@@ -54,19 +57,28 @@ def build_model(
     unknown = sorted(set(features) - set(_FEATURE_KEYS))
     if unknown:
         raise InputError(f"model features: found modality key(s) {unknown}; expected keys among {_FEATURE_KEYS}")
-    values = dict(config or {})
+    if isinstance(config, (IMVIAConfig, BaselineConfig)):
+        typed = config
+    else:
+        values = dict(config or {})
+        if key == "imvia":
+            execution, values = ExecutionOptions.split(values)
+        typed = IMVIAConfig.from_dict(values) if key == "imvia" else BaselineConfig.from_dict(values)
     if key == "imvia":
-        execution, values = ExecutionOptions.split(values)
+        if not isinstance(typed, IMVIAConfig):
+            raise ConfigError(f"model imvia: found a {type(typed).__name__}; expected an IMVIAConfig")
         return IMVIA(
             num_entities=num_entities,
             num_relations_with_reciprocals=num_relations_with_reciprocals,
             visual=features.get("visual"),
             text=features.get("text"),
-            config=IMVIAConfig.from_dict(values),
+            config=typed,
             execution=execution,
         )
+    if not isinstance(typed, BaselineConfig):
+        raise ConfigError(f"model {key}: found a {type(typed).__name__}; expected a BaselineConfig")
     return BASELINES[key](
         num_entities=num_entities,
         num_relations_with_reciprocals=num_relations_with_reciprocals,
-        config=BaselineConfig.from_dict(values),
+        config=typed,
     )

@@ -18,8 +18,10 @@ from typing import Any
 
 from imvia_core.data.selection import SELECTION_SPLITS
 from imvia_core.errors import ConfigError
+from imvia_core.model.baselines import BaselineConfig
+from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.factory import MODEL_NAMES
-from imvia_core.model.imvia import MI_PLACEMENTS
+from imvia_core.model.imvia import MI_PLACEMENTS, IMVIAConfig
 from imvia_core.model.joint import DECISION_FUSION_MODES
 from imvia_core.training.precision import PRECISIONS
 
@@ -32,6 +34,25 @@ MODELS = MODEL_NAMES
 #: values of ``TrainConfig.batch_order`` (see there)
 BATCH_ORDERS = ("random", "relation")
 
+
+#: TrainConfig field -> the field of the same meaning in the model's configuration (IMVIAConfig; a baseline's
+#: BaselineConfig takes those it has): the one place where the run configuration and the model's meet
+MODEL_FIELDS: dict[str, str] = {
+    "dim": "dim",
+    "num_views": "num_experts",
+    "input_dropout": "input_dropout",
+    "hidden_dropout1": "hidden_dropout1",
+    "hidden_dropout2": "hidden_dropout2",
+    "label_smoothing": "label_smoothing",
+    "mu": "mu",
+    "lambda_align": "lambda_align",
+    "use_structure": "use_structure",
+    "use_visual": "use_visual",
+    "use_text": "use_text",
+    "use_joint": "use_joint",
+    "decision_fusion": "decision_fusion",
+    "mi_between": "mi_between",
+}
 
 #: fields added after runs were first cached: a configuration that leaves them at their defaults is the experiment
 #: it was before they existed (the run-cache digest of :mod:`imvia_core.training.experiments` leaves them out)
@@ -171,10 +192,28 @@ class TrainConfig:
             add("device", f"device {self.device!r} is not a device name such as cpu, cuda, cuda:0 or mps ({err})")
         if self.model == "imvia" and not (self.use_structure or self.use_visual or self.use_text):
             add("use_structure", "at least one of use_structure, use_visual, use_text must stay on")
+        if not problems and self.model_options:
+            try:
+                self.model_config()
+            except (ConfigError, TypeError, ValueError) as err:
+                add("model_options", f"model_options: {err}")
         return problems
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def model_config(self) -> tuple[IMVIAConfig | BaselineConfig, ExecutionOptions]:
+        """The model's typed configuration: the fields of :data:`MODEL_FIELDS` under the model's names, then
+        ``model_options`` (further fields of the model's configuration, or of its execution options).
+
+        :raises ConfigError: a key of ``model_options`` the model's configuration does not have.
+        """
+        values = {target: getattr(self, name) for name, target in MODEL_FIELDS.items()}
+        execution, options = ExecutionOptions.split(self.model_options)
+        if self.model == "imvia":
+            return IMVIAConfig.from_dict({**values, **options}), execution
+        known = {f.name for f in fields(BaselineConfig)}
+        return BaselineConfig.from_dict({**{k: v for k, v in values.items() if k in known}, **options}), execution
 
     @classmethod
     def from_dict(

@@ -134,36 +134,14 @@ def prepare_run(config: TrainConfig, *, graph: Any = None) -> RunContext:
         )
     features = resolve_features(config, graph)
     torch.manual_seed(config.seed)
-    model_options = {
-        "dim": config.dim,
-        "num_experts": config.num_views,
-        "input_dropout": config.input_dropout,
-        "hidden_dropout1": config.hidden_dropout1,
-        "hidden_dropout2": config.hidden_dropout2,
-        "label_smoothing": config.label_smoothing,
-        "mu": config.mu,
-        "lambda_align": config.lambda_align,
-        "use_structure": config.use_structure,
-        "use_visual": config.use_visual,
-        "use_text": config.use_text,
-        "use_joint": config.use_joint,
-        "decision_fusion": config.decision_fusion,
-        "mi_between": config.mi_between,
-        **config.model_options,
-    }
-    if config.model != "imvia":  # the structural baselines take the options they know
-        from dataclasses import fields as dc_fields
-
-        from imvia_core.model.baselines import BaselineConfig
-
-        known = {f.name for f in dc_fields(BaselineConfig)}
-        model_options = {k: v for k, v in model_options.items() if k in known or k in config.model_options}
+    model_config, execution = config.model_config()
     model = build_model(
         config.model,
         num_entities=graph.num_entities,
         num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
         features=features,
-        config=model_options,
+        config=model_config,
+        execution=execution,
     ).to(device)
     return RunContext(config=config, graph=graph, features=features, model=model, device=device)
 
