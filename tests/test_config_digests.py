@@ -185,3 +185,16 @@ def test_named_experiment_keeps_its_digest(name: str) -> None:
 def test_every_named_experiment_is_listed() -> None:
     names = {f"{p}/{d}/{v}" for p, datasets in PROFILES.items() for d in datasets for v in VARIANTS}
     assert set(VARIANT_DIGESTS) <= names
+
+
+def test_a_committed_run_file_reruns(tmp_path: Path) -> None:
+    """``imvia train --config results/ci/synthetic/tucker.json`` trains (one epoch here) with today's code."""
+    from dataclasses import replace
+
+    from imvia_core.training.trainer import train
+
+    config = TrainConfig.from_file(ROOT / "results" / "ci" / "synthetic" / "tucker.json")
+    small = replace(config, epochs=1, eval_every=1, dim=8, batch_size=1024)
+    results = train(small, tmp_path / "run", progress=False, skip_splits=("valid",))
+    assert results["config"]["model"] == "tucker" and results["epochs_trained"] == 1
+    assert results["test"]["metrics"]["realistic"]["overall"]["mrr"] > 0
