@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from imvia_core.errors import InputError
+from imvia_core.evaluation import EvaluationResult
 from imvia_core.evaluation.metrics import HEADLINE_METRICS
 from imvia_core.model.factory import MODEL_LABELS
 from imvia_core.training.publish import RANK_SUFFIX, publish_name, publish_run_as, split_publish_name
@@ -52,7 +53,6 @@ def load_results(path: str | Path) -> dict:
 
 def results_frame(paths: Iterable[str | Path], *, split: str = "test", rank_type: str = "realistic") -> pd.DataFrame:
     """One row per results file: dataset, label, metrics in percent (MRR, H@1/3/10/100), MR, provenance."""
-    from imvia_core.evaluation import EvaluationResult
 
     rows = []
     for path in sorted(Path(p) for p in paths):

@@ -13,13 +13,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from imvia_core.data.synthetic import SyntheticConfig
 from imvia_core.errors import ConfigError
 from imvia_core.model.baselines import BASELINES
+from imvia_core.paths import results_dir, runs_dir
 from imvia_core.training.config import LATER_FIELDS, TrainConfig, profile_config
 from imvia_core.training.publish import publish_name, publish_run_as, split_publish_name
+from imvia_core.training.trainer import train
 
 __all__ = [
     "VARIANTS",
@@ -79,10 +83,6 @@ def _digest(config: TrainConfig) -> str:
         if values.get(name) == getattr(defaults, name):
             values.pop(name, None)
     if config.dataset == "synthetic":  # the generator's settings are part of the experiment
-        from dataclasses import asdict
-
-        from imvia_core.data.synthetic import SyntheticConfig
-
         values["synthetic"] = asdict(SyntheticConfig())
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -101,8 +101,6 @@ def run_variant(
 
     The returned dict has an extra key ``"run_dir"``.
     """
-    from imvia_core.paths import results_dir, runs_dir
-    from imvia_core.training.trainer import train
 
     config = variant_config(variant, dataset=dataset, profile=profile, **overrides)
     root = Path(runs_root) if runs_root is not None else runs_dir()

@@ -35,11 +35,18 @@ from tqdm.auto import tqdm
 
 from imvia_core.allocator import allocator_state
 from imvia_core.data.filtering import FilterIndex
+from imvia_core.data.loading import load_graph
+from imvia_core.data.selection import selection_graph
 from imvia_core.errors import ConfigError, ImviaError, InputError
+from imvia_core.evaluation import evaluate, relation_categories
+from imvia_core.evaluation.rank_files import RANK_FILE_NAME, save_rank_file, split_ranks
+from imvia_core.model import build_model
+from imvia_core.paths import data_dir, project_root
 from imvia_core.progress import bars_disabled
 from imvia_core.training.checkpoint import Checkpointer, atomic_write_text, load_checkpoint
 from imvia_core.training.config import TrainConfig, differences
 from imvia_core.training.guards import DivergenceGuard, EarlyStopper, TrainingDiverged
+from imvia_core.training.inputs import find_features
 from imvia_core.training.precision import check_precision, cpu_bf16_support, training_autocast
 from imvia_core.training.step import Batch, Optimizers, build_targets, make_adam, make_optimizers, train_step
 
@@ -99,7 +106,6 @@ class RunContext:
 # --------------------------------------------------------------------------------------------------- set-up
 def resolve_features(config: TrainConfig, graph) -> dict[str, Any]:
     """Load the feature files of ``config`` for ``graph``: ``{"visual": ModalityFeatures | None, "text": ...}``."""
-    from imvia_core.training.inputs import find_features
 
     wanted = {"visual": config.use_visual, "text": config.use_text}
     sources = {"visual": config.visual_features, "text": config.text_features}
@@ -118,14 +124,11 @@ def prepare_run(config: TrainConfig, *, graph: Any = None) -> RunContext:
     :param graph: an already loaded :class:`~imvia_core.data.graph.KnowledgeGraph` of ``config.dataset`` to use
         instead of loading it (a sweep worker loads it once, without the test split, for all its trials).
     """
-    from imvia_core.data.loading import load_graph
-    from imvia_core.model import build_model
 
     config.validate()
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {config.device!r}: CUDA is not available on this machine; use --device cpu")
-    from imvia_core.data.selection import selection_graph
 
     graph = load_graph(config.dataset) if graph is None else graph
     if graph.published_valid is None:  # not carved yet: the configuration's selection split
@@ -190,7 +193,6 @@ def evaluate_model(
     :param split: ``train``, ``valid``, ``test``, or ``published_valid`` for a run that selects on a held-out split.
     :param keep_ranks: keep the per-query ranks in the result (``result.ranks``).
     """
-    from imvia_core.evaluation import evaluate, relation_categories
 
     model, graph, cfg = ctx.model, ctx.graph, ctx.config
     model.eval()
@@ -461,7 +463,6 @@ def finish(
     The realistic rank of every test and validation query goes to ``ranks.npz`` beside it
     (:mod:`imvia_core.evaluation.rank_files`), written before ``results.json`` so that a finished run has both.
     """
-    from imvia_core.evaluation.rank_files import RANK_FILE_NAME, save_rank_file, split_ranks
 
     best_path = run_dir / "best.pt"
     if not best_path.is_file() and state["epoch"] == 0:
@@ -559,7 +560,6 @@ def portable_metadata(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
 def portable_path(path: Path) -> str:
     """``data/<...>`` for a file in the data folder, a project-relative path for one in the checkout, else the
     file name alone."""
-    from imvia_core.paths import data_dir, project_root
 
     resolved = path.resolve()
     for root, prefix in ((data_dir(), Path("data")), (project_root(), Path())):
