@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from imvia_core.errors import InputError
 from imvia_core.evaluation import EvaluationResult
 from imvia_core.evaluation.metrics import HEADLINE_METRICS
 from imvia_core.model.factory import MODEL_LABELS
-from imvia_core.training.publish import RANK_SUFFIX, publish_name, publish_run_as, split_publish_name
+from imvia_core.training.publish import RANK_SUFFIX, load_results, publish_name, publish_run_as, split_publish_name
 
 __all__ = [
     "load_results",
@@ -37,18 +35,6 @@ def run_label(config: dict) -> str:
     name = MODEL_LABELS.get(config.get("model", ""), config.get("model", "?"))
     missing = [m for m in ("structure", "visual", "text", "joint") if config.get(f"use_{m}", True) is False]
     return name + (" w/o " + ", ".join(missing) if missing else "")
-
-
-def load_results(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: not a readable results file ({err})") from err
-    for key in ("dataset", "config", "test"):
-        if key not in data:
-            raise InputError(f"{path}: results file lacks the key {key!r}")
-    return data
 
 
 def results_frame(paths: Iterable[str | Path], *, split: str = "test", rank_type: str = "realistic") -> pd.DataFrame:

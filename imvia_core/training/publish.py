@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imvia_core.errors import InputError
 
-__all__ = ["RANK_SUFFIX", "publish_name", "publish_run_as", "split_publish_name"]
+__all__ = ["RANK_SUFFIX", "load_results", "publish_name", "publish_run_as", "split_publish_name"]
 
 #: suffix of a published rank file: ``results/<profile>/<dataset>/<name>.ranks.npz`` beside ``<name>.json``
 RANK_SUFFIX = ".ranks.npz"
@@ -32,19 +32,26 @@ def split_publish_name(stem: str) -> tuple[str, int | None]:
     return stem, None
 
 
+def load_results(path: str | Path) -> dict:
+    """A run's ``results.json`` as a dict; one clear :class:`InputError` for a missing, unreadable or partial file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not a readable results file ({err})") from err
+    for key in ("dataset", "config", "test"):
+        if key not in data:
+            raise InputError(f"{path}: results file lacks the key {key!r}")
+    return data
+
+
 def publish_run_as(run_dir: str | Path, results_root: str | Path, *, name: str) -> Path:
     """Copy ``run_dir/results.json`` to ``results_root/<dataset>/<name>.json``; return the copy's path.
 
     The run's per-query rank file (``ranks.npz``), when it has one, goes beside it as ``<name>.ranks.npz``.
     """
     source = Path(run_dir) / "results.json"
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise InputError(f"{source}: not a readable results file ({err})") from err
-    for key in ("dataset", "config", "test"):
-        if key not in data:
-            raise InputError(f"{source}: results file lacks the key {key!r}")
+    data = load_results(source)
     target = Path(results_root) / Path(data["dataset"]).name / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
