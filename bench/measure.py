@@ -28,7 +28,7 @@ from imvia_core.data.loading import load_graph
 from imvia_core.evaluation import FilterIndex, evaluate
 from imvia_core.layout import prefer_entity_major
 from imvia_core.model import build_model
-from imvia_core.training.step import Batch, Optimizers, build_targets, make_adam, train_step
+from imvia_core.training.step import Batch, Optimizers, build_targets, make_adam, train_step, training_queries
 from imvia_core.training.trainer import epoch_order
 from imvia_core.types import ModalityFeatures
 
@@ -392,12 +392,7 @@ def _set_up(shape: BenchShape, device: torch.device, dtype: torch.dtype, memory:
             features=features,
             config={"dim": shape.dim, "num_experts": shape.num_experts},
         ).to(device)
-        index = FilterIndex.from_triples(
-            graph.with_reciprocals("train"),
-            num_entities=graph.num_entities,
-            num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
-        ).to(device)
-        q_heads, q_relations = index.unique_queries()
+        index, q_heads, q_relations = training_queries(graph, device)
         _ = graph.filter_index  # built now, not inside the timed evaluation
     return _Setup(shape, device, dtype, graph, model, index, q_heads, q_relations, progress)
 

@@ -22,7 +22,16 @@ import torch
 from imvia_core.data.filtering import FilterIndex
 from imvia_core.training.guards import DivergenceGuard
 
-__all__ = ["Batch", "Optimizers", "StepResult", "build_targets", "make_adam", "make_optimizers", "train_step"]
+__all__ = [
+    "Batch",
+    "Optimizers",
+    "StepResult",
+    "build_targets",
+    "make_adam",
+    "make_optimizers",
+    "train_step",
+    "training_queries",
+]
 
 
 def make_adam(params: list[torch.nn.Parameter], *, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
@@ -125,3 +134,15 @@ def train_step(
     optimizers.main.step()
     mark()
     return StepResult(loss, terms, grad_norm)
+
+
+def training_queries(graph: Any, device: torch.device) -> tuple[FilterIndex, torch.Tensor, torch.Tensor]:
+    """The index of known tails of the training triples (reciprocals included) on ``device``, and its distinct
+    queries: ``(index, heads (Q,), relations (Q,))``, the rows every 1-N training epoch iterates over."""
+    index = FilterIndex.from_triples(
+        graph.with_reciprocals("train"),
+        num_entities=graph.num_entities,
+        num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
+    ).to(device)
+    heads, relations = index.unique_queries()
+    return index, heads, relations

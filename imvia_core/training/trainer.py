@@ -48,7 +48,15 @@ from imvia_core.training.config import TrainConfig, differences
 from imvia_core.training.guards import DivergenceGuard, EarlyStopper, TrainingDiverged
 from imvia_core.training.inputs import find_features
 from imvia_core.training.precision import check_precision, cpu_bf16_support, training_autocast
-from imvia_core.training.step import Batch, Optimizers, build_targets, make_adam, make_optimizers, train_step
+from imvia_core.training.step import (
+    Batch,
+    Optimizers,
+    build_targets,
+    make_adam,
+    make_optimizers,
+    train_step,
+    training_queries,
+)
 
 __all__ = [
     "train",
@@ -293,12 +301,7 @@ def _start(ctx: RunContext, run_dir: Path, *, resume: bool, progress: bool) -> _
     cfg, graph, model, device = ctx.config, ctx.graph, ctx.model, ctx.device
     optimizers = make_optimizers(model, lr=cfg.lr, weight_decay=cfg.weight_decay, lr_decay=cfg.lr_decay)
     # the distinct training queries (reciprocals included) and the index of their known tails
-    index = FilterIndex.from_triples(
-        graph.with_reciprocals("train"),
-        num_entities=graph.num_entities,
-        num_relations_with_reciprocals=graph.num_relations_with_reciprocals,
-    ).to(device)
-    q_heads, q_relations = index.unique_queries()
+    index, q_heads, q_relations = training_queries(graph, device)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     checkpointer = Checkpointer(
         run_dir, model=model, optimizers=optimizers, shuffle=shuffle, device=device, config=cfg.to_dict()
