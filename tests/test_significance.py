@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -135,16 +136,39 @@ def test_a_row_without_rank_files_has_no_p_value(tmp_path) -> None:
 
 def test_seeds_are_published_apart_with_their_rank_files(tmp_path) -> None:
     from imvia_core.training.experiments import run_seeds
+    from imvia_core.training.publish import publish_variant
 
     out = run_seeds(
-        "tucker", [1], dataset="synthetic", profile="ci", runs_root=tmp_path / "runs",
-        results_root=tmp_path / "results", progress=False, epochs=1, dim=8,
+        "tucker", [1], dataset="synthetic", profile="ci", runs_root=tmp_path / "runs", progress=False, epochs=1, dim=8,
     )  # fmt: skip
     assert [r["config"]["seed"] for r in out.values()] == [1]
+    assert not (tmp_path / "results").exists()  # the runner trains; its caller publishes
+    for run in out.values():
+        publish_variant(run, tmp_path / "results")
     names = sorted(p.name for p in (tmp_path / "results" / "synthetic").iterdir())
     assert names == ["tucker-seed1.json", "tucker-seed1.ranks.npz"]  # seed 0 would be tucker.json
     runs = collect_results(tmp_path / "results")
     assert list(runs["variant"]) == ["tucker"] and list(runs["seed"]) == [1]
+
+
+def test_imvia_experiment_publishes_what_the_runner_finished(tmp_path, monkeypatch, capsys) -> None:
+    """``imvia experiment`` reuses a finished run of the runner and publishes it (seed 0 as ``<variant>.json``)."""
+    import shutil
+
+    from imvia_core.cli import main
+    from imvia_core.training.experiments import _digest, variant_config
+
+    monkeypatch.setenv("IMVIA_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("IMVIA_RESULTS_DIR", str(tmp_path / "results"))
+    config = variant_config("tucker", dataset="synthetic", profile="ci", device="cpu")
+    run_dir = tmp_path / "runs" / "ci" / "synthetic" / f"tucker-{_digest(config)}"
+    run_dir.mkdir(parents=True)
+    committed = Path(__file__).resolve().parent.parent / "results" / "ci" / "synthetic" / "tucker.json"
+    shutil.copyfile(committed, run_dir / "results.json")
+    args = ["experiment", "--dataset", "synthetic", "--profile", "ci", "--variants", "tucker", "--device", "cpu"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["run_dir"] == str(run_dir)
+    assert sorted(p.name for p in (tmp_path / "results" / "ci" / "synthetic").iterdir()) == ["tucker.json"]
 
 
 def test_tucker_as_imvia_takes_imvias_settings() -> None:

@@ -150,6 +150,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from imvia_core.training.experiments import ABLATION_VARIANTS, TABLE_VARIANTS, run_variant
+    from imvia_core.training.publish import publish_variant
 
     groups = {
         "table": TABLE_VARIANTS,
@@ -161,6 +162,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     for name in names:
         for seed in args.seeds:
             results = run_variant(name, dataset=args.dataset, profile=args.profile, seed=seed, **overrides)
+            publish_variant(results)
             line = {"variant": name, "seed": seed, "run_dir": results["run_dir"]}
             for split in ("test", "valid"):
                 line[split] = _headline(results[split]) if results.get(split) else None

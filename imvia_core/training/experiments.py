@@ -3,9 +3,9 @@
 A variant is a model name plus configuration overrides. :func:`run_variant` trains it under
 ``runs_root/<profile>/<dataset>/<variant>-<hash>`` where ``hash`` is a digest of the full configuration, so the
 same configuration is trained once and later calls (a notebook re-executed, the test suite, the Makefile) read the
-finished ``results.json``; an interrupted run is resumed. Each finished run is also copied to
-``results/<profile>/<dataset>/<variant>.json`` (``<variant>-seed<N>.json`` for a seed other than 0) with its
-per-query rank file (see :func:`~imvia_core.training.publish.publish_run_as`).
+finished ``results.json``; an interrupted run is resumed. The runner only trains: its callers (``imvia experiment``,
+the notebooks) publish a finished run under ``results/<profile>/<dataset>/`` with
+:func:`~imvia_core.training.publish.publish_variant`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from typing import Any
 from imvia_core.data.synthetic import SyntheticConfig
 from imvia_core.errors import ConfigError
 from imvia_core.model.baselines import BASELINES
-from imvia_core.paths import results_dir, runs_dir
+from imvia_core.paths import runs_dir
 from imvia_core.training.config import LATER_FIELDS, TrainConfig, profile_config
-from imvia_core.training.publish import publish_name, publish_run_as, split_publish_name
 from imvia_core.training.trainer import train
 
 __all__ = [
@@ -31,8 +30,6 @@ __all__ = [
     "ABLATION_VARIANTS",
     "SETTINGS_OF",
     "variant_config",
-    "publish_name",
-    "split_publish_name",
     "run_variant",
     "run_variants",
     "run_seeds",
@@ -93,13 +90,13 @@ def run_variant(
     dataset: str = "synthetic",
     profile: str = "ci",
     runs_root: str | Path | None = None,
-    results_root: str | Path | None = None,
     progress: bool = True,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """Train ``variant`` (or reuse its finished run) and return its ``results.json`` content.
+    """Train ``variant`` (or reuse its finished run) and return the finished run: its ``results.json`` content.
 
-    The returned dict has an extra key ``"run_dir"``.
+    The returned dict has three extra keys, what :func:`~imvia_core.training.publish.publish_variant` needs:
+    ``"run_dir"``, ``"variant"`` and ``"profile"``. Nothing is published here.
     """
 
     config = variant_config(variant, dataset=dataset, profile=profile, **overrides)
@@ -110,9 +107,7 @@ def run_variant(
         results = json.loads(results_file.read_text(encoding="utf-8"))
     else:
         results = train(config, run_dir, resume=(run_dir / "config.json").is_file(), progress=progress)
-    target = Path(results_root) if results_root is not None else results_dir() / profile
-    publish_run_as(run_dir, target, name=publish_name(variant, config.seed))
-    return {**results, "run_dir": str(run_dir)}
+    return {**results, "run_dir": str(run_dir), "variant": variant, "profile": profile}
 
 
 def run_variants(variants, **kwargs: Any) -> dict[str, dict[str, Any]]:
@@ -121,5 +116,5 @@ def run_variants(variants, **kwargs: Any) -> dict[str, dict[str, Any]]:
 
 
 def run_seeds(variant: str, seeds: Iterable[int], **kwargs: Any) -> dict[int, dict[str, Any]]:
-    """:func:`run_variant` once per seed (published as :func:`publish_name`); returns ``{seed: results}``."""
+    """:func:`run_variant` once per seed; returns ``{seed: results}``."""
     return {int(s): run_variant(variant, **{**kwargs, "seed": int(s)}) for s in seeds}

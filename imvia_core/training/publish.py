@@ -2,7 +2,9 @@
 
 A run trained under ``runs/<profile>/<dataset>/<variant>-<digest>`` is published as
 ``results/<profile>/<dataset>/<variant>.json`` (``<variant>-seed<N>.json`` for a seed other than 0) with its
-per-query rank file beside it. Reading published files back is :mod:`imvia_core.reporting.results`.
+per-query rank file beside it (:func:`publish_variant`, called by ``imvia experiment`` and the notebooks after
+:func:`~imvia_core.training.experiments.run_variant`). Reading published files back is
+:mod:`imvia_core.reporting.results`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from imvia_core.errors import InputError
+from imvia_core.paths import results_dir
 
-__all__ = ["RANK_SUFFIX", "load_results", "publish_name", "publish_run_as", "split_publish_name"]
+__all__ = ["RANK_SUFFIX", "load_results", "publish_name", "publish_run_as", "publish_variant", "split_publish_name"]
 
 #: suffix of a published rank file: ``results/<profile>/<dataset>/<name>.ranks.npz`` beside ``<name>.json``
 RANK_SUFFIX = ".ranks.npz"
@@ -59,3 +63,13 @@ def publish_run_as(run_dir: str | Path, results_root: str | Path, *, name: str) 
     if ranks.is_file():
         shutil.copyfile(ranks, target.with_name(f"{name}{RANK_SUFFIX}"))
     return target
+
+
+def publish_variant(run: dict[str, Any], results_root: str | Path | None = None) -> Path:
+    """Publish a finished run of :func:`~imvia_core.training.experiments.run_variant`; return the copy's path.
+
+    The copy is ``<results_root>/<dataset>/<variant>.json`` (:func:`publish_name` for a seed other than 0), with
+    ``results_root`` by default ``results/<profile>`` (:func:`imvia_core.paths.results_dir`).
+    """
+    root = Path(results_root) if results_root is not None else results_dir() / run["profile"]
+    return publish_run_as(run["run_dir"], root, name=publish_name(run["variant"], int(run["config"]["seed"])))
