@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import imvia_core  # noqa: F401 - before torch: OpenMP threads wait passively, as in the project's benchmark
+from imvia_core.allocator import allocator_state, tune_allocator
 
 __all__ = ["measure_upstream", "compare", "render_comparison", "main"]
 
@@ -94,6 +95,8 @@ def _write_dataset(folder: Path, dataset: str, *, seed: int) -> dict[str, int]:
     ``img_features.pth`` (E, 4096) and ``text_features.pth`` (E, 768)."""
     import torch
 
+    # loads torch, as the line above does: the compare command runs both benchmarks in fresh processes and loads
+    # neither itself
     from imvia_core.data.loading import load_graph
 
     graph = load_graph(dataset, progress=False)
@@ -167,8 +170,6 @@ def measure_upstream(
     import numpy as np
     import torch
     import torch.nn.functional as F
-
-    from imvia_core.allocator import allocator_state, tune_allocator
 
     upstream = Path(upstream).resolve()
     if not (upstream / "models" / "RelMoE.py").is_file():

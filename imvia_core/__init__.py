@@ -22,6 +22,7 @@ def _tune_in_kernel() -> None:
     import sys
 
     if "ipykernel" in sys.modules:
+        # only inside a Jupyter kernel: a plain import of the package loads none of its modules
         from imvia_core.allocator import tune_allocator
 
         tune_allocator()

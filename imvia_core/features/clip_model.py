@@ -139,7 +139,7 @@ def _quiet_open_clip() -> Iterator[None]:
 
 
 def _create(model_name: str, pretrained: str | None, cache_dir: str | None) -> tuple[nn.Module, Callable]:
-    import open_clip
+    import open_clip  # loaded only to extract features: importing it takes seconds
 
     try:
         with _quiet_open_clip():
@@ -181,7 +181,7 @@ def load_clip(
     :raises ConfigError: for an unknown model name, precision or device.
     :raises InputError: for a checkpoint that is missing, unreadable or does not fit the model, or a failed download.
     """
-    import open_clip
+    import open_clip  # loaded only to extract features: importing it takes seconds
 
     register_tinyclip_configs()
     if precision not in PRECISIONS:

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from imvia_core import __version__
 from imvia_core.errors import InputError
 from imvia_core.features.cache import ChunkCache, ChunkResult, image_key_item
 from imvia_core.features.image_encoder import ImageEncoder, read_image
@@ -388,8 +389,6 @@ def write_extraction(
     :return: the manifest path.
     """
     from importlib import metadata as _metadata
-
-    from imvia_core import __version__
 
     try:
         open_clip_version = _metadata.version("open_clip_torch")

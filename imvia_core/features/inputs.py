@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from imvia_core.data.parsing import read_id_map
 from imvia_core.errors import DataFormatError, InputError
 
 __all__ = [
@@ -159,8 +160,6 @@ def read_text_sources(path: str | Path) -> list[ViewSource]:
 
 def entity_order_from_file(path: str | Path) -> list[str]:
     """Entity names in id order from an ``entity2id.txt`` file (``name id`` per line)."""
-    from imvia_core.data.parsing import read_id_map
-
     mapping = read_id_map(path, kind="entity")
     names = [""] * len(mapping)
     for name, index in mapping.items():

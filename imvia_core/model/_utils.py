@@ -7,6 +7,8 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
+from imvia_core.errors import ConfigError
+
 __all__ = ["masked_softmax", "float32_region", "upcast", "check_probability", "check_positive", "rows_present"]
 
 
@@ -46,8 +48,6 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
 
 def check_probability(name: str, value: float, *, allow_one: bool = False) -> None:
     """Raise :class:`~imvia_core.errors.ConfigError` unless ``0 <= value < 1`` (or ``<= 1``)."""
-    from imvia_core.errors import ConfigError
-
     upper_ok = value <= 1.0 if allow_one else value < 1.0
     if not (0.0 <= value and upper_ok):
         bound = "[0, 1]" if allow_one else "[0, 1)"
@@ -56,8 +56,6 @@ def check_probability(name: str, value: float, *, allow_one: bool = False) -> No
 
 def check_positive(name: str, value: float) -> None:
     """Raise :class:`~imvia_core.errors.ConfigError` unless ``value > 0``."""
-    from imvia_core.errors import ConfigError
-
     if not value > 0:
         raise ConfigError(f"model config {name}: found {value!r}; expected a positive number")
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from imvia_core.errors import ConfigError
 from imvia_core.model._utils import check_positive, float32_region, rows_present, upcast
 
 __all__ = ["ContrastiveAlignment", "symmetric_contrastive_loss"]
@@ -83,8 +84,6 @@ class ContrastiveAlignment(nn.Module):
         check_positive("align temperature_init", temperature_init)
         check_positive("align temperature_min", temperature_min)
         if not temperature_min <= temperature_init <= temperature_max:
-            from imvia_core.errors import ConfigError
-
             raise ConfigError(
                 f"align temperature: found init {temperature_init} outside [{temperature_min}, {temperature_max}]; "
                 "expected temperature_min <= temperature_init <= temperature_max"

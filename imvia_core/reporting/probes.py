@@ -11,6 +11,10 @@ import pandas as pd
 import torch
 
 from imvia_core.errors import InputError
+from imvia_core.paths import project_root
+from imvia_core.training.checkpoint import load_checkpoint
+from imvia_core.training.config import TrainConfig
+from imvia_core.training.trainer import prepare_run
 
 __all__ = [
     "load_trained_run",
@@ -26,8 +30,6 @@ _FEATURE_MODALITY = {"V": "visual", "T": "text"}
 
 def display_path(path: str | Path) -> str:
     """``path`` relative to the project checkout when it lies inside it (for printing), else as given."""
-    from imvia_core.paths import project_root
-
     resolved, root = Path(path).resolve(), project_root().resolve()
     return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
@@ -40,10 +42,6 @@ def load_trained_run(run_dir: str | Path, *, device: str | torch.device = "cpu")
     :return: a :class:`~imvia_core.training.trainer.RunContext` whose model is in eval mode.
     :raises InputError: when the run directory lacks ``config.json`` or ``best.pt``.
     """
-    from imvia_core.training.checkpoint import load_checkpoint
-    from imvia_core.training.config import TrainConfig
-    from imvia_core.training.trainer import prepare_run
-
     run_dir = Path(run_dir)
     for name in ("config.json", "best.pt"):
         if not (run_dir / name).is_file():

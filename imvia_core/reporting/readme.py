@@ -15,6 +15,7 @@ from pathlib import Path
 
 from imvia_core.errors import InputError
 from imvia_core.paths import project_root, results_dir
+from imvia_core.reporting.results import NOT_PROFILES
 
 __all__ = ["BEGIN", "END", "render_block", "refresh_readme", "main"]
 
@@ -77,7 +78,6 @@ def _table(rows: list[tuple[str, str, dict]], *, minutes: bool) -> list[str]:
 def render_block(results_root: str | Path | None = None) -> str:
     """The Markdown between the markers: one table per profile folder of ``results_root`` (``ci`` first)."""
     root = Path(results_root) if results_root is not None else results_dir()
-    from imvia_core.reporting.results import NOT_PROFILES
 
     profiles = sorted(
         (p for p in root.iterdir() if p.is_dir() and p.name not in NOT_PROFILES and any(p.glob("*/*.json"))),

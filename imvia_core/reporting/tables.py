@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from imvia_core.evaluation.rank_files import load_rank_file
 from imvia_core.reporting.paper import DATASETS, TABLE_II, TABLE_II_METRICS
+from imvia_core.reporting.results import rank_file_of
+from imvia_core.reporting.significance import compare_runs
 
 __all__ = [
     "table_ii",
@@ -145,10 +148,6 @@ def seed_table(
         have a rank file; NaN for the reference row and where either side has none), and ``paired seeds``
         (``"<reference runs> / <this row's runs>"`` that entered the test).
     """
-    from imvia_core.evaluation.rank_files import load_rank_file
-    from imvia_core.reporting.results import rank_file_of
-    from imvia_core.reporting.significance import compare_runs
-
     columns = ["dataset", "profile", "variant", "label", "modalities", "seeds", "seed_list"]
     columns += [c for m in metrics for c in (m, f"{m} std")]
     columns += ["delta MRR", "p wilcoxon", "p bootstrap", "paired seeds"]

@@ -7,9 +7,16 @@ import json
 from dataclasses import Field, fields
 from pathlib import Path
 
-from imvia_core.errors import InputError
+from imvia_core.data.loading import load_graph
+from imvia_core.errors import ConfigError, InputError
+from imvia_core.evaluation import EvaluationResult, PopularityScorer, evaluate, relation_categories
 from imvia_core.evaluation.metrics import HEADLINE_METRICS
+from imvia_core.paths import runs_dir
+from imvia_core.training.checkpoint import load_checkpoint
 from imvia_core.training.config import PROFILES, TrainConfig, profile_config
+from imvia_core.training.experiments import ABLATION_VARIANTS, TABLE_VARIANTS, run_variant
+from imvia_core.training.publish import publish_variant
+from imvia_core.training.trainer import evaluate_model, prepare_run, train
 
 __all__ = ["register"]
 
@@ -93,16 +100,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _default_run_dir(cfg: TrainConfig) -> Path:
-    from imvia_core.paths import runs_dir
-
     parts = [Path(cfg.dataset).name, cfg.model]
     parts += [f"no-{m}" for m in ("structure", "visual", "text", "joint") if not getattr(cfg, f"use_{m}")]
     return runs_dir() / "-".join(parts)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from imvia_core.training.trainer import train
-
     cfg = config_from_args(args)
     run_dir = args.run_dir or _default_run_dir(cfg)
     results = train(cfg, run_dir, resume=args.resume, skip_splits=args.skip_split)
@@ -114,16 +117,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _headline(result: dict) -> dict:
-    from imvia_core.evaluation import EvaluationResult
-
     r = EvaluationResult.from_dict(result)
     return {k: round(r.metric(k), 4) for k in HEADLINE_METRICS}
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from imvia_core.training.checkpoint import load_checkpoint
-    from imvia_core.training.trainer import evaluate_model, prepare_run
-
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.json").is_file():
         raise InputError(f"{run_dir}: not a run directory (no config.json); expected a folder written by imvia train")
@@ -137,8 +135,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         cfg.device = args.device
     ctx = prepare_run(cfg)
     if args.split not in ctx.graph.splits:
-        from imvia_core.errors import ConfigError
-
         raise ConfigError(
             f"--split {args.split}: {run_dir} selected on the published valid.txt, so 'valid' is that split"
         )
@@ -149,9 +145,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from imvia_core.training.experiments import ABLATION_VARIANTS, TABLE_VARIANTS, run_variant
-    from imvia_core.training.publish import publish_variant
-
     groups = {
         "table": TABLE_VARIANTS,
         "ablation": ABLATION_VARIANTS,
@@ -172,9 +165,6 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Generate the synthetic graph, print its statistics, and rank its test set with a trivial scorer."""
-    from imvia_core.data.loading import load_graph
-    from imvia_core.evaluation import PopularityScorer, evaluate, relation_categories
-
     graph = load_graph("synthetic")
     print("synthetic multi-modal knowledge graph")
     for key, value in graph.statistics().items():

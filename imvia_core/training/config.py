@@ -23,6 +23,7 @@ from imvia_core.model.execution import ExecutionOptions
 from imvia_core.model.factory import MODEL_NAMES
 from imvia_core.model.imvia import MI_PLACEMENTS, IMVIAConfig
 from imvia_core.model.joint import DECISION_FUSION_MODES
+from imvia_core.training.checkpoint import atomic_write_text
 from imvia_core.training.precision import PRECISIONS
 
 __all__ = ["TrainConfig", "PROFILES", "BATCH_ORDERS", "LATER_FIELDS", "profile_config", "differences"]
@@ -267,8 +268,6 @@ class TrainConfig:
         return values
 
     def save(self, path: str | Path) -> None:
-        from imvia_core.training.checkpoint import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
 
 

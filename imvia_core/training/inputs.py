@@ -14,6 +14,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from imvia_core.data.synthetic import load_synthetic
+from imvia_core.features.extract import extract_text_views, write_extraction
+from imvia_core.features.io import load_features
+from imvia_core.features.name_texts import name_text_sources, vocabulary_in_id_order
+from imvia_core.features.text_encoders import MiniLMTextEncoder, minilm_available
 from imvia_core.paths import data_dir
 
 __all__ = ["find_features"]
@@ -23,16 +28,12 @@ _MOMOK_NAMES = {"visual": ("img_features.pth", "img_features.pkl"), "text": ("te
 
 def find_features(graph, modality: str, source: str):
     """Return the :class:`~imvia_core.types.ModalityFeatures` of ``modality`` for ``graph`` or ``None``."""
-    from imvia_core.features.io import load_features
-
     names = list(graph.entity_to_id)
     if source not in ("auto", "none"):
         return load_features(source, num_entities=graph.num_entities, entity_names=names, modality=modality)
     if source == "none":
         return None
     if graph.name == "synthetic":
-        from imvia_core.data.synthetic import load_synthetic
-
         return load_synthetic().features[modality]
     # a dataset loaded from a folder keeps its feature files in that folder; a known dataset lives in data/<NAME>
     source_dir = graph.extra.get("source_dir") if isinstance(graph.extra, dict) else None
@@ -54,11 +55,6 @@ def find_features(graph, modality: str, source: str):
 
 def _encode_names(graph, out: Path):
     """Encode entity names (and descriptions) with the packaged MiniLM encoder; ``None`` if it is not installed."""
-    from imvia_core.features.extract import extract_text_views, write_extraction
-    from imvia_core.features.io import load_features
-    from imvia_core.features.name_texts import name_text_sources, vocabulary_in_id_order
-    from imvia_core.features.text_encoders import MiniLMTextEncoder, minilm_available
-
     if not minilm_available():
         warnings.warn(
             "text branch absent: no text features found and the MiniLM encoder is not installed "

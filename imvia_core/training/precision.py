@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from imvia_core.errors import ConfigError
+
 __all__ = ["PRECISIONS", "cpu_bf16_support", "training_autocast", "check_precision"]
 
 #: values of ``TrainConfig.precision``
@@ -54,8 +56,6 @@ def cpu_bf16_support() -> tuple[bool, str]:
 
 def check_precision(precision: str, device: torch.device) -> None:
     """Raise :class:`~imvia_core.errors.ConfigError` when ``precision`` cannot run on ``device``."""
-    from imvia_core.errors import ConfigError
-
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if precision == "bf16" and device.type == "cpu":

@@ -65,8 +65,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from imvia_core.data.loading import load_graph
 from imvia_core.errors import ConfigError, ImviaError, InputError
+from imvia_core.evaluation import EvaluationResult
+from imvia_core.paths import data_dir, project_root, results_dir, runs_dir
+from imvia_core.progress import bars_disabled
+from imvia_core.training.checkpoint import atomic_write_text
 from imvia_core.training.config import TrainConfig, profile_config
+from imvia_core.training.trainer import TrainingStopped, finish, prepare_run, train
 
 __all__ = [
     "ParamSpec",
@@ -443,7 +449,7 @@ def open_storage(url: str | None, sweep_dir: Path):
     A value without ``://`` is taken as the path of a journal file.
     :raises ImviaError: the database cannot be reached (the message names the host, never the password).
     """
-    import optuna
+    import optuna  # loaded only where a study runs, not by every imvia command
     from optuna.storages.journal import JournalFileBackend
 
     if not url or "://" not in url:
@@ -476,7 +482,7 @@ def _make_sampler(spec: StudySpec):
     random generator (the history is read from the study), so a sampler made afresh for each trial, seeded with its
     number, samples as a single one would, and the same in every worker.
     """
-    import optuna
+    import optuna  # loaded only where a study runs, not by every imvia command
 
     def make(seed: int):
         if spec.sampler == "tpe":
@@ -513,7 +519,7 @@ def _make_sampler(spec: StudySpec):
 
 
 def _make_pruner(spec: StudySpec):
-    import optuna
+    import optuna  # loaded only where a study runs, not by every imvia command
 
     options = dict(spec.pruner_options)
     try:
@@ -532,7 +538,7 @@ def _make_pruner(spec: StudySpec):
 
 def create_or_load_study(spec: StudySpec, storage):
     """Create the study (and enqueue a grid's points) or load it when another process created it already."""
-    import optuna
+    import optuna  # loaded only where a study runs, not by every imvia command
     from optuna.exceptions import DuplicatedStudyError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -619,7 +625,7 @@ def _budget_used(study) -> int:
 
 def _claim(study, spec: StudySpec):
     """A trial to run now, or ``None``: a waiting one (a grid point or a retry) first, else a new one in budget."""
-    import optuna
+    import optuna  # loaded only where a study runs, not by every imvia command
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
@@ -660,8 +666,6 @@ class _Heartbeat:
 
 
 def _valid_mrr(results: dict[str, Any]) -> float:
-    from imvia_core.evaluation import EvaluationResult
-
     return float(EvaluationResult.from_dict(results["valid"]).metric("mrr"))
 
 
@@ -676,9 +680,6 @@ def run_worker(
 ) -> int:
     """Run trials of the study until its budget is used and no trial is running anywhere; returns trials run."""
     from optuna.trial import TrialState
-
-    from imvia_core.data.loading import load_graph
-    from imvia_core.training.trainer import TrainingStopped, train
 
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(spec)
     storage = open_storage(storage_url, sweep_dir)
@@ -742,14 +743,10 @@ def run_worker(
 
 
 def default_sweep_dir(spec: StudySpec) -> Path:
-    from imvia_core.paths import runs_dir
-
     return runs_dir() / "sweeps" / spec.name
 
 
 def default_results_dir(spec: StudySpec) -> Path:
-    from imvia_core.paths import results_dir
-
     return results_dir() / "sweeps" / spec.name
 
 
@@ -792,8 +789,6 @@ def run_sweep(
 def _run_children(spec, study_file, storage_url, sweep_dir, workers, devices, threads, study, progress) -> None:
     from optuna.trial import TrialState
     from tqdm.auto import tqdm
-
-    from imvia_core.progress import bars_disabled
 
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
     if storage_url:
@@ -900,8 +895,6 @@ _CSV_COLUMNS = ("number", "state", "value", "best_valid_mrr", "best_epoch", "epo
 
 def write_summary(summary: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``summary.json``, ``summary.csv`` and (with a best trial) ``best-config.json`` into ``out_dir``."""
-    from imvia_core.training.checkpoint import atomic_write_text
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -923,8 +916,6 @@ def write_summary(summary: dict[str, Any], out_dir: str | Path) -> Path:
 
 def _relative_paths(value: Any) -> Any:
     """``value`` with absolute paths under the project (or the data folder) made relative."""
-    from imvia_core.paths import data_dir, project_root
-
     roots = sorted({str(project_root()), str(data_dir().parent)}, key=len, reverse=True)
     if isinstance(value, dict):
         return {k: _relative_paths(v) for k, v in value.items()}
@@ -955,9 +946,6 @@ def finish_sweep(
     evaluated on test; an interrupted retraining resumes. Called again for the same best trial (and the same
     ``epochs``), the written result is returned without a second test evaluation.
     """
-    from imvia_core.training.checkpoint import atomic_write_text
-    from imvia_core.training.trainer import finish, prepare_run, train
-
     spec = load_study_spec(study_file)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(spec)
     study = create_or_load_study(spec, open_storage(storage_url, sweep_dir))
@@ -1020,7 +1008,7 @@ def finish_sweep(
 
 def study_from_summary(summary: dict[str, Any] | str | Path):
     """An in-memory Optuna study rebuilt from a summary (for plots; no storage or training needed)."""
-    import optuna
+    import optuna  # loaded only where a study runs, not by every imvia command
     from optuna.distributions import json_to_distribution
     from optuna.trial import TrialState, create_trial
 

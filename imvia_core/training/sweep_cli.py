@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 from imvia_core.errors import ConfigError
+from imvia_core.evaluation import EvaluationResult
+from imvia_core.training import sweep
 
 __all__ = ["register"]
 
@@ -45,8 +47,6 @@ after the search:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from imvia_core.training import sweep
-
     storage = args.storage or os.environ.get(sweep.STORAGE_ENV) or None
     devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else None
     if args.worker:
@@ -73,7 +73,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             device=devices[0] if devices else None,
             epochs=args.epochs,
         )
-        from imvia_core.evaluation import EvaluationResult
 
         headline = {
             split: round(EvaluationResult.from_dict(results[split]).metric("mrr"), 4) for split in ("valid", "test")
