@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import Field, fields
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from imvia_core.evaluation import EvaluationResult, PopularityScorer, evaluate, 
 from imvia_core.evaluation.metrics import HEADLINE_METRICS
 from imvia_core.paths import runs_dir
 from imvia_core.training.checkpoint import load_checkpoint
-from imvia_core.training.config import PROFILES, TrainConfig, profile_config
+from imvia_core.training.config import MODEL_OPTIONS, PROFILES, ModelOption, TrainConfig, profile_config
 from imvia_core.training.experiments import ABLATION_VARIANTS, TABLE_VARIANTS, run_variant
 from imvia_core.training.publish import publish_variant
 from imvia_core.training.trainer import evaluate_model, prepare_run, train
@@ -47,6 +48,30 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
         )
 
 
+def _plain(doc: str) -> str:
+    """A field doc without its reST markup, for ``--help``: ``x`` -> x, :func:`~a.b` -> b."""
+    doc = re.sub(r":\w+:`~?([\w.]+)`", lambda m: m.group(1).rsplit(".", 1)[-1], doc)
+    return doc.replace("``", "").replace("%", "%%")
+
+
+def model_option_help(option: ModelOption) -> str:
+    """The ``--help`` text of a model option's flag: its doc, its model configuration and its default there."""
+    return f"{_plain(option.help)} ({option.owner.__name__}.{option.name}, default {option.default!r})"
+
+
+def add_model_option_flags(p: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per entry of :data:`~imvia_core.training.config.MODEL_OPTIONS` (``--flag/--no-flag`` for a
+    switch), typed and documented from the model's configuration; unset, the profile's value or the default stays."""
+    group = p.add_argument_group("model options", "further fields of the model's configuration, by name")
+    for option in MODEL_OPTIONS.values():
+        flag = f"--{option.name.replace('_', '-')}"
+        if option.type == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, help=model_option_help(option))
+        else:
+            kind = _FLAG_TYPES[option.type.removesuffix(" | None")]
+            group.add_argument(flag, type=kind, help=model_option_help(option))
+
+
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", help=TrainConfig.__dataclass_fields__["dataset"].metadata["help"])
     p.add_argument(
@@ -62,6 +87,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", type=Path, help="where checkpoints and results go (default: runs/<dataset>-<model>)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its newest good checkpoint")
     add_config_flags(p)
+    add_model_option_flags(p)
     for flag, field in _BOOL_SWITCHES.items():
         p.add_argument(f"--{flag.replace('_', '-')}", action="store_true", help=f"ablation: set {field}=false (Fig. 2)")
     p.add_argument("--device", help=TrainConfig.__dataclass_fields__["device"].metadata["help"])
@@ -84,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         values.update(TrainConfig.read_file(args.config))
         sources.update(dict.fromkeys(values, str(args.config)))
     flags = {f.name: getattr(args, f.name) for f in config_flag_fields()}
+    flags.update({name: getattr(args, name) for name in MODEL_OPTIONS})
     flags["device"] = f"cuda:{args.cuda}" if args.cuda is not None else args.device
     if args.no_amp:
         flags["amp"] = False

@@ -1,5 +1,9 @@
 """Training configuration: one flat dataclass, per-dataset defaults, validation with clear messages.
 
+The model's further typed fields (:data:`MODEL_OPTIONS`: those of IMVIAConfig, BaselineConfig and ExecutionOptions
+that the dataclass has no field for) are set by their names everywhere a field is; the configuration stores the
+ones set in ``model_options``, the form every saved ``config.json`` and its run-cache digest have.
+
 The per-dataset *paper* profiles follow the reference settings in the upstream log and the MoMoK README
 (method.md, section D): DB15K lr 1e-3, dim 256, mu 1e-4, batch 1024, 2000 epochs, 3 views; MKG-W lr 1e-3, dim 200;
 MKG-Y lr 5e-4, dim 300. The *cpu* profile is a budget setting that finishes within about an hour on a 2-core CPU,
@@ -26,7 +30,17 @@ from imvia_core.model.joint import DECISION_FUSION_MODES
 from imvia_core.training.checkpoint import atomic_write_text
 from imvia_core.training.precision import PRECISIONS
 
-__all__ = ["TrainConfig", "PROFILES", "BATCH_ORDERS", "LATER_FIELDS", "profile_config", "differences"]
+__all__ = [
+    "TrainConfig",
+    "PROFILES",
+    "BATCH_ORDERS",
+    "LATER_FIELDS",
+    "MODEL_FIELDS",
+    "MODEL_OPTIONS",
+    "ModelOption",
+    "profile_config",
+    "differences",
+]
 
 #: values of ``TrainConfig.model``
 MODELS = MODEL_NAMES
@@ -54,6 +68,78 @@ MODEL_FIELDS: dict[str, str] = {
     "decision_fusion": "decision_fusion",
     "mi_between": "mi_between",
 }
+
+
+def _param_docs(cls: type) -> dict[str, str]:
+    """``{name: text}`` of the ``:param name: text`` entries of a class docstring (continuation lines joined)."""
+    docs: dict[str, str] = {}
+    name = None
+    for line in (cls.__doc__ or "").splitlines():
+        line = line.strip()
+        if line.startswith(":param "):
+            name, _, text = line[len(":param ") :].partition(":")
+            docs[name] = text.strip()
+        elif name is not None and line and not line.startswith(":"):
+            docs[name] += " " + line
+        else:
+            name = None
+    return docs
+
+
+@dataclass(frozen=True)
+class ModelOption:
+    """A typed model field that :class:`TrainConfig` has no field of its own for (a key of ``model_options``).
+
+    :param name: the field's name in its model configuration (or :class:`ExecutionOptions`).
+    :param owner: the dataclass declaring it.
+    :param type: its annotation, as text (``"int | None"``).
+    :param default: its default there.
+    :param help: its doc, from the owner's docstring.
+    """
+
+    name: str
+    owner: type
+    type: str
+    default: Any
+    help: str
+
+
+def _model_options() -> dict[str, ModelOption]:
+    options: dict[str, ModelOption] = {}
+    shared = set(MODEL_FIELDS.values())
+    for owner in (IMVIAConfig, BaselineConfig, ExecutionOptions):
+        docs = _param_docs(owner)
+        for f in fields(owner):
+            if f.name not in shared and f.name not in options:
+                options[f.name] = ModelOption(f.name, owner, str(f.type), f.default, docs.get(f.name, ""))
+    return options
+
+
+#: the further typed fields of the models' configurations (IMVIAConfig, BaselineConfig) and of ExecutionOptions,
+#: by name: each may be set by its name in a profile, a configuration file, ``profile_config`` keywords or its
+#: ``imvia train`` flag; the run configuration keeps the values set in ``model_options`` (its stored form, and so
+#: the run-cache digest, as before)
+MODEL_OPTIONS: dict[str, ModelOption] = _model_options()
+
+
+def by_name_into_model_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with every key of :data:`MODEL_OPTIONS` moved into ``model_options`` (over what it held).
+
+    A value equal to the option's default is left out: it is the same experiment as leaving the option unset.
+    """
+    out = {k: v for k, v in values.items() if k not in MODEL_OPTIONS}
+    named = {k: v for k, v in values.items() if k in MODEL_OPTIONS}
+    if not named:
+        return out
+    options = dict(values.get("model_options") or {})
+    for name, value in named.items():
+        if value == MODEL_OPTIONS[name].default:
+            options.pop(name, None)
+        else:
+            options[name] = value
+    out["model_options"] = options
+    return out
+
 
 #: fields added after runs were first cached: a configuration that leaves them at their defaults is the experiment
 #: it was before they existed (the run-cache digest of :mod:`imvia_core.training.experiments` leaves them out)
@@ -134,8 +220,15 @@ class TrainConfig:
         choices=PRECISIONS,
     )
     seed: int = _option(0, "seed of the model's initialisation, the batch order and dropout")
-    #: extra options passed to the model factory unchanged
+    #: the values set of :data:`MODEL_OPTIONS` (typed fields of the model's configuration or of its execution
+    #: options), by their names; checked against the model's configuration when validated. Set them by name
     model_options: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        """A model option by its name (:data:`MODEL_OPTIONS`): its value in ``model_options``, else its default."""
+        if name in MODEL_OPTIONS:
+            return self.__dict__.get("model_options", {}).get(name, MODEL_OPTIONS[name].default)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def validate(self, *, sources: Mapping[str, str] | None = None) -> TrainConfig:
         """Check every field; raise one :class:`ConfigError` listing all problems.
@@ -220,7 +313,12 @@ class TrainConfig:
     def from_dict(
         cls, values: dict[str, Any], *, source: str = "configuration", sources: Mapping[str, str] | None = None
     ) -> TrainConfig:
-        """Build and validate; ``sources`` names where individual keys came from (see :meth:`validate`)."""
+        """Build and validate; ``sources`` names where individual keys came from (see :meth:`validate`).
+
+        A key of :data:`MODEL_OPTIONS` (``view_temperature``, ``fast_tucker``, ...) is taken by name into
+        ``model_options``.
+        """
+        values = by_name_into_model_options(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -262,7 +360,7 @@ class TrainConfig:
             raise ConfigError(f"{path}: expected a mapping of option names to values, found {type(values).__name__}")
         if isinstance(values.get("config"), dict) and "best_epoch" in values:
             values = values["config"]  # a run's results.json (or its copy under results/): rerun that run
-        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        unknown = sorted(set(values) - {f.name for f in fields(cls)} - set(MODEL_OPTIONS))
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}")
         return values
@@ -388,8 +486,13 @@ def profile_config(
         )
     entry = dict(PROFILES[profile].get(dataset, {}))
     per_model = entry.pop("models", {})
-    values.update(entry)
     given = {k: v for k, v in overrides.items() if v is not None}
-    values.update(per_model.get(given.get("model", values.get("model", TrainConfig.model)), {}))
-    values.update(given)
+    model = given.get("model", entry.get("model", TrainConfig.model))
+    # each layer overrides fields by name; a model option's name overrides that option alone
+    for layer in (entry, per_model.get(model, {}), given):
+        layer = by_name_into_model_options(layer)
+        options = {**values.get("model_options", {}), **layer.pop("model_options", {})}
+        values.update(layer)
+        if options:
+            values["model_options"] = options
     return TrainConfig.from_dict(values, source=f"profile {profile!r}", sources=sources)

@@ -71,7 +71,7 @@ from imvia_core.evaluation import EvaluationResult
 from imvia_core.paths import data_dir, project_root, results_dir, runs_dir
 from imvia_core.progress import bars_disabled
 from imvia_core.training.checkpoint import atomic_write_text
-from imvia_core.training.config import TrainConfig, profile_config
+from imvia_core.training.config import MODEL_OPTIONS, TrainConfig, profile_config
 from imvia_core.training.trainer import TrainingStopped, finish, prepare_run, train
 
 __all__ = [
@@ -227,7 +227,10 @@ class StudySpec:
 
 
 def _field_kinds() -> dict[str, str]:
-    return {f.name: str(f.type) for f in fields(TrainConfig)}
+    return {
+        **{name: option.type for name, option in MODEL_OPTIONS.items()},
+        **{f.name: str(f.type) for f in fields(TrainConfig)},
+    }
 
 
 def _is_number(x: Any) -> bool:
