@@ -79,11 +79,16 @@ def test_resume_reaches_the_same_result(tmp_path) -> None:
     resumed = train(cfg, tmp_path / "cut", resume=True, progress=False)
     assert resumed["best_epoch"] == straight["best_epoch"]
     assert resumed["test"]["metrics"] == straight["test"]["metrics"]
+    # the decision gate's mean weight per scoring branch over the test queries (Eq. 7), recorded with the results
+    weights = straight["decision_weights"]
+    assert set(weights) == set(straight["test_branches"]) and sum(weights.values()) == pytest.approx(1.0)
+    assert resumed["decision_weights"] == pytest.approx(weights)
 
 
 def test_baseline_trains() -> None:
     results = run_variant("tucker", progress=False)
     assert results["modalities"]["visual"] is False
+    assert "decision_weights" not in results  # no gate in a structure-only model
     assert _mrr(results) > 0.05  # far above random (about 0.005 for 1000 entities)
 
 

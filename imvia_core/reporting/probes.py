@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from imvia_core.errors import InputError
+from imvia_core.evaluation.decision import mean_decision_weights
 from imvia_core.paths import project_root
 from imvia_core.training.checkpoint import load_checkpoint
 from imvia_core.training.config import TrainConfig
@@ -134,22 +135,3 @@ def view_weight_frame(
     if not parts:
         return pd.DataFrame(columns=["query", "modality", "relation", "slot", "views", "weight"])
     return pd.concat(parts, ignore_index=True)
-
-
-def mean_decision_weights(model, graph, *, split: str = "test") -> dict[str, float]:
-    """Mean decision weight ``beta_m(r)`` (Eq. 7) of each scoring branch over the queries of ``split``.
-
-    Both directions of every triple count (relation ``r`` for tail queries, ``r + R`` for head queries), so a
-    relation weighs as often as it is asked. With ``decision_fusion="uniform"`` every weight is ``1 / branches``.
-
-    :return: ``{branch: mean weight}`` over the model's scoring branches (they sum to 1).
-    """
-    relations = graph.with_reciprocals(split)[:, 1]
-    device = next(model.parameters()).device
-    ids = torch.arange(graph.num_relations_with_reciprocals, device=device)
-    with torch.no_grad():
-        inspection = model.inspect(torch.zeros_like(ids), ids)
-    weights = inspection.decision_weights.float().cpu()  # (2R, branches)
-    counts = torch.bincount(relations.cpu(), minlength=weights.shape[0]).float()
-    mean = (counts[:, None] * weights).sum(0) / counts.sum().clamp_min(1.0)
-    return {branch: float(w) for branch, w in zip(inspection.decision_branches, mean)}

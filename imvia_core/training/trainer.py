@@ -39,6 +39,7 @@ from imvia_core.data.loading import load_graph
 from imvia_core.data.selection import selection_graph
 from imvia_core.errors import ConfigError, ImviaError, InputError
 from imvia_core.evaluation import evaluate, relation_categories
+from imvia_core.evaluation.decision import mean_decision_weights
 from imvia_core.evaluation.rank_files import RANK_FILE_NAME, save_rank_file, split_ranks
 from imvia_core.model import build_model
 from imvia_core.paths import data_dir, project_root
@@ -485,6 +486,11 @@ def finish(
         for branch in getattr(ctx.model, "branches", ("final",)):
             if branch != "final":
                 branches[branch] = evaluate_model(ctx, "test", branch=branch, progress=False).to_dict()
+    decision = None
+    if test is not None and hasattr(ctx.model, "inspect"):  # IMVIA: the gate's mean weight per branch (Eq. 7)
+        ctx.model.eval()
+        decision = mean_decision_weights(ctx.model, graph, split="test")
+        ctx.model.train()
     modalities = {m: (f is not None) for m, f in ctx.features.items()}
     selection = "best validation MRR (realistic rank); all test metrics from that checkpoint"
     if valid is None:
@@ -511,6 +517,8 @@ def finish(
         "git_commit": _git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if decision is not None:
+        results["decision_weights"] = decision
     if "stopped" in state:
         results["stopped"] = state["stopped"]
     if "published_valid" in evaluated:  # selected on a held-out split: the published valid.txt is still reported
