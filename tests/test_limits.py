@@ -102,7 +102,8 @@ def test_write_limits_saves_figure_and_csv(tmp_path: Path) -> None:
     _publish(folder, "imvia-no-text", _result(0.1, {"S": 0.1}), np.ones((2, 3)))  # another variant: left out
     _publish(folder, "tucker", _result(0.3, {}), np.full((2, 3), 3.0))
     assert [p.name for p in seed_results(folder, "imvia")] == ["imvia-seed1.json", "imvia-seed2.json", "imvia.json"]
-    paths, by_degree, branches = write_limits("toy", _Graph(), tmp_path / "results", tmp_path / "fig")
+    fig, paths, by_degree, branches = write_limits("toy", _Graph(), tmp_path / "results", tmp_path / "fig")
+    assert len(fig.axes) == 2
     assert all(p.is_file() and p.stat().st_size > 0 for p in paths.values())
     assert by_degree.groupby("variant")["seeds"].first().to_dict() == {"imvia": 2, "tucker": 1}
     rest = by_degree.set_index(["variant", "bin"]).loc[("imvia", "<= 5 (few)"), "MRR"]

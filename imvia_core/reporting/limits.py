@@ -218,7 +218,7 @@ def write_limits(dataset: str, graph, results_root: str | Path, out_dir: str | P
     """Compute, plot and save ``limits_<dataset>`` for the published ``profile`` runs of ``dataset``.
 
     :param graph: the dataset's :class:`~imvia_core.data.graph.KnowledgeGraph` (its training split gives degrees).
-    :return: ``(paths, by_degree, branches)``.
+    :return: ``(figure, paths, by_degree, branches)``; the figure is left open (close it when not shown).
     """
     degrees = entity_degrees(graph.split("train").cpu().numpy(), graph.num_entities)
     by_degree, branches = limits_frames(Path(results_root) / profile / dataset, degrees)
@@ -235,13 +235,11 @@ def write_limits(dataset: str, graph, results_root: str | Path, out_dir: str | P
         ignore_index=True,
     )
     paths = save_figure(fig, long, out_dir, f"limits_{dataset}")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return paths, by_degree, branches
+    return fig, paths, by_degree, branches
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import matplotlib.pyplot as plt
     parser = argparse.ArgumentParser(
         prog="python -m imvia_core.reporting.limits",
         description="Per dataset, from the published runs under results/<profile>/<dataset>/ (imvia and tucker, "
@@ -261,7 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for dataset in args.datasets:
         try:
             graph = load_graph(dataset, progress=False)
-            paths, by_degree, branches = write_limits(dataset, graph, results, out, profile=args.profile)
+            fig, paths, by_degree, branches = write_limits(dataset, graph, results, out, profile=args.profile)
+            plt.close(fig)
         except ImviaError as exc:
             print(f"{dataset}: {exc}")
             failed += 1
