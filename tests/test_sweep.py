@@ -298,6 +298,42 @@ def test_finish_with_epochs_retrains_the_best_configuration_then_tests_once(tmp_
     assert (final / "metrics.jsonl").read_text() == log  # nothing trained again
 
 
+def test_finish_publish_makes_the_selected_setting_a_table_row(tmp_path, dirs, small_folder) -> None:
+    """``--finish --publish``: the validation-selected trial, tested once, lands where Table II reads its rows, with
+    its per-query rank file; a second call publishes the same result without testing again."""
+    from imvia_core.evaluation.rank_files import load_rank_file
+    from imvia_core.reporting.results import collect_results, rank_file_of
+    from imvia_core.training import sweep
+
+    study = _study(tmp_path / "rowgrid.yaml", small_folder, epochs=1, model="distmult", fixed={"eval_every": 1})
+    summary = sweep.run_sweep(study, threads=1, progress=False)
+    results = sweep.finish_sweep(study, publish="", progress=False)
+    row = dirs["results"] / "ci" / small_folder.name / "distmult.json"
+    published = json.loads(row.read_text())
+    assert published["sweep"]["trial"] == summary["best"]["number"] == results["sweep"]["trial"]
+    assert published["test"] == results["test"] and published["config"]["lr"] == summary["best"]["params"]["lr"]
+    ranks = rank_file_of(row)
+    assert ranks is not None and load_rank_file(ranks)["test"].ranks.shape[0] == 2  # both directions of each triple
+    frame = collect_results(dirs["results"], variants=["distmult"])
+    assert list(frame["variant"]) == ["distmult"] and list(frame["profile"]) == ["ci"]
+    stamp = (dirs["results"] / "sweeps" / "rowgrid" / "results.json").stat().st_mtime_ns
+    row.unlink()
+    again = sweep.finish_sweep(study, publish="grid-distmult", progress=False)  # already tested: only published
+    assert again["test"] == results["test"]
+    assert (dirs["results"] / "sweeps" / "rowgrid" / "results.json").stat().st_mtime_ns == stamp
+    assert json.loads((row.parent / "grid-distmult.json").read_text())["test"] == results["test"]
+    with pytest.raises(Exception, match="file stem"):
+        sweep.finish_sweep(study, publish="../escape", progress=False)
+
+
+def test_publish_without_finish_is_one_clear_line(tmp_path, dirs, small_folder) -> None:
+    study = _study(tmp_path / "nopub.yaml", small_folder)
+    done = _sweep(str(study), "--publish")
+    assert done.returncode == 1
+    lines = [x for x in done.stderr.splitlines() if x.strip() and not x.startswith("imvia: warning")]
+    assert lines == ["imvia: error: --publish goes with --finish (it publishes the test-evaluated best trial)"]
+
+
 def test_epochs_without_finish_is_one_clear_line(tmp_path, dirs, small_folder) -> None:
     study = _study(tmp_path / "noflag.yaml", small_folder)
     done = _sweep(str(study), "--epochs", "3")

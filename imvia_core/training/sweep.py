@@ -55,6 +55,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,10 +69,12 @@ from typing import Any
 from imvia_core.data.loading import load_graph
 from imvia_core.errors import ConfigError, ImviaError, InputError
 from imvia_core.evaluation import EvaluationResult
+from imvia_core.evaluation.rank_files import RANK_FILE_NAME
 from imvia_core.paths import data_dir, project_root, results_dir, runs_dir
 from imvia_core.progress import bars_disabled
 from imvia_core.training.checkpoint import atomic_write_text
 from imvia_core.training.config import MODEL_OPTIONS, TrainConfig, profile_config
+from imvia_core.training.publish import RANK_SUFFIX
 from imvia_core.training.trainer import TrainingStopped, finish, prepare_run, train
 
 __all__ = [
@@ -938,6 +941,7 @@ def finish_sweep(
     sweep_dir: str | Path | None = None,
     device: str | None = None,
     epochs: int | None = None,
+    publish: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate the best complete trial once on valid and test and write ``results/sweeps/<study>/results.json``.
@@ -948,6 +952,10 @@ def finish_sweep(
     ``<sweep dir>/final-trial-<n>-<epochs>ep/``, selected on validation like any run, and its best checkpoint is
     evaluated on test; an interrupted retraining resumes. Called again for the same best trial (and the same
     ``epochs``), the written result is returned without a second test evaluation.
+
+    :param publish: also copy the result, with its per-query rank file, to
+        ``results/<profile>/<dataset>/<publish>.json`` (and ``.ranks.npz``), where the tables read their rows: the
+        grid's validation-selected setting becomes the row of that name (``""``: the study's model name).
     """
     spec = load_study_spec(study_file)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(spec)
@@ -959,14 +967,17 @@ def finish_sweep(
     if best is None:
         raise ImviaError(f"study {spec.name} has no complete trial yet; run 'imvia sweep {study_file}' first")
     target = out_dir / "results.json"
+    run_dir = sweep_dir / f"trial-{best['number']}"
+    final_dir = run_dir if epochs is None else sweep_dir / f"final-trial-{best['number']}-{epochs}ep"
     if target.is_file():
         previous = json.loads(target.read_text(encoding="utf-8"))
         done = previous.get("sweep", {})
         if done.get("trial") == best["number"] and done.get("retrained_epochs") == epochs:
             if progress:
                 print(f"trial {best['number']} was evaluated on test already: {target}")
+            if publish is not None:
+                _publish_finished(spec, previous, target, final_dir, publish)
             return previous
-    run_dir = sweep_dir / f"trial-{best['number']}"
     if not (run_dir / "best.pt").is_file():
         raise InputError(f"{run_dir}/best.pt is missing: the best trial's run directory is needed for --finish")
     trial_results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
@@ -977,7 +988,6 @@ def finish_sweep(
         if epochs < 1:
             raise ConfigError(f"--epochs must be a positive integer, got {epochs}")
         config.epochs = epochs
-        final_dir = sweep_dir / f"final-trial-{best['number']}-{epochs}ep"
         results = train(config, final_dir, resume=(final_dir / "config.json").is_file(), progress=progress)
     else:
         ctx = prepare_run(config)
@@ -1006,7 +1016,26 @@ def finish_sweep(
     }
     results = json.loads(_scrub(json.dumps(_relative_paths(results), default=str), storage_url))
     atomic_write_text(target, json.dumps(results, indent=2) + "\n")
+    if publish is not None:
+        _publish_finished(spec, results, target, final_dir, publish)
     return results
+
+
+def _publish_finished(spec: StudySpec, results: dict[str, Any], source: Path, run_dir: Path, name: str) -> Path:
+    """Copy a finished study's result and its run's rank file to ``results/<profile>/<dataset>/<name>.json``."""
+    name = name or spec.model
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise ConfigError(f"--publish: found {name!r}; expected a file stem (letters, digits, '-', '_', '.')")
+    ranks = run_dir / str(results.get("rank_file") or RANK_FILE_NAME)
+    if not ranks.is_file():
+        raise InputError(f"{ranks} is missing: the finished run's per-query rank file is needed to publish it")
+    out = results_dir() / spec.profile / Path(str(results["dataset"])).name
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{name}.json"
+    atomic_write_text(target, source.read_text(encoding="utf-8"))
+    shutil.copyfile(ranks, out / f"{name}{RANK_SUFFIX}")
+    print(f"published as {target} (with {name}{RANK_SUFFIX})")
+    return target
 
 
 def study_from_summary(summary: dict[str, Any] | str | Path):

@@ -42,6 +42,10 @@ after the search:
   --finish --epochs N
                      train the best trial's configuration again for N epochs (the profile's full budget, say, where
                      the trials had a short one), select its checkpoint on validation, then evaluate it on test once
+  --finish --publish [NAME]
+                     also copy that result with its per-query rank file to results/<profile>/<dataset>/NAME.json
+                     (default NAME: the study's model), where Table II reads its rows: the grid's
+                     validation-selected setting becomes that row
   --summary          only write the summary files (no training, no test)
 """
 
@@ -63,6 +67,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             log=lambda line: print(line, flush=True),
         )
         return 0
+    if args.publish is not None and not args.finish:
+        raise ConfigError("--publish goes with --finish (it publishes the test-evaluated best trial)")
     if args.epochs is not None and not args.finish:
         raise ConfigError("--epochs goes with --finish (the trials' epochs are set in the study file)")
     if args.finish:
@@ -72,6 +78,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             sweep_dir=args.sweep_dir,
             device=devices[0] if devices else None,
             epochs=args.epochs,
+            publish=args.publish,
         )
 
         headline = {
@@ -127,6 +134,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="with --finish: train the best trial's configuration again for this many epochs (e.g. the profile's "
         "full budget) before its one test evaluation, instead of reloading the trial's checkpoint",
+    )
+    p.add_argument(
+        "--publish",
+        nargs="?",
+        const="",
+        metavar="NAME",
+        help="with --finish: copy the result and its rank file to results/<profile>/<dataset>/NAME.json "
+        "(default NAME: the study's model)",
     )
     p.add_argument("--summary", action="store_true", help="write the study summary only")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
