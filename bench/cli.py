@@ -14,7 +14,7 @@ from bench.report import render_markdown, write_results
 from bench.shapes import DB15K_SHAPE, DTYPES, QUICK_SHAPE
 from imvia_core.allocator import ALLOCATOR_ENV, tune_allocator
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "start"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,14 +68,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def start(args: argparse.Namespace) -> torch.device | None:
+    """What every benchmark script does first: the allocator, the thread count, the device (``None``: CUDA was
+    asked for and is not there, said on stderr)."""
     tune_allocator()
-    args = build_parser().parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print(f"bench: device {args.device} requested but CUDA is not available", file=sys.stderr)
+        return None
+    return device
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = start(args)
+    if device is None:
         return 2
     if args.compile and device.type != "cuda":
         warnings.warn("--compile on a CPU: torch.compile may be slow to start and gain little", stacklevel=1)

@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import bench
 import bench.measure
+import bench.profile
 from imvia_core.data.graph import add_reciprocals
 from imvia_core.evaluation import FilterIndex, evaluate, model_scorer
 from imvia_core.model import build_model
@@ -331,6 +332,28 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path):
     commit = results["git"]["commit"]
     assert "GFLOP/s" in text and "| holds |" in text and "then the loss (before)" in text and "relation-grouped" in text
     assert commit is None or commit in text
+
+
+def test_quick_profile_splits_the_time_into_dense_products_and_the_rest(tmp_path: Path):
+    """``python -m bench.profile --quick``: per-operator self times of training steps and an evaluation."""
+    env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("IMVIA_DATA_MIRROR", None)
+    out = tmp_path / "results"
+    cmd = [sys.executable, "-m", "bench.profile", "--quick", "--threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (json_path,) = out.glob("profile-cpu-fp32-quick-*.json")
+    result = json.loads(json_path.read_text())
+    for part in ("train", "evaluation"):
+        p = result[part]
+        assert p["wall_seconds"] > 0 and p["unprofiled_seconds"] > 0
+        assert 0 < p["dense_seconds"] <= p["profiled_self_seconds"]
+        assert {r["op"] for r in p["dense_ops"]} <= bench.profile.DENSE_OPS
+        assert p["top_other_ops"] and not {r["op"] for r in p["top_other_ops"]} & bench.profile.DENSE_OPS
+        selfs = [r["self_s"] for r in p["top_other_ops"]]
+        assert selfs == sorted(selfs, reverse=True)
+    assert result["train"]["steps"] == 2 and set(result["train"]["phase_seconds_mean"]) >= {"forward", "backward"}
+    assert "dense products" in (json_path.with_suffix(".md")).read_text()
 
 
 def test_help_and_bad_options(capsys: pytest.CaptureFixture[str]):
