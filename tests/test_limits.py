@@ -62,7 +62,12 @@ def _result(mrr: float, branches: dict[str, float], gate: dict[str, float] | Non
     def block(value: float) -> dict:
         return {"metrics": {"realistic": {"overall": {"mrr": value}}}}
 
-    data = {"test": block(mrr), "test_branches": {b: block(v) for b, v in branches.items()}}
+    data = {
+        "dataset": "toy",
+        "config": {},
+        "test": block(mrr),
+        "test_branches": {b: block(v) for b, v in branches.items()},
+    }
     if gate is not None:
         data["decision_weights"] = gate
     return data

@@ -18,8 +18,6 @@ Seeds are averaged query by query (as in :mod:`imvia_core.reporting.significance
 from __future__ import annotations
 
 import argparse
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +29,8 @@ from imvia_core.errors import ImviaError, InputError
 from imvia_core.evaluation.rank_files import SplitRanks, load_rank_file
 from imvia_core.paths import project_root
 from imvia_core.reporting.figures import save_figure
-from imvia_core.reporting.results import rank_file_of
+from imvia_core.reporting.results import load_results, rank_file_of, split_publish_name
+from imvia_core.reporting.significance import seed_mean_reciprocal_ranks
 
 __all__ = [
     "DEGREE_BINS",
@@ -83,17 +82,11 @@ def mrr_by_degree(splits: Sequence[SplitRanks], degrees: np.ndarray, *, few: int
     :param degrees: ``(num_entities,)`` training triples per entity (:func:`entity_degrees`).
     :return: columns ``bin``, ``queries``, ``MRR``: the rows of :data:`DEGREE_BINS`, then ``<= few`` and ``> few``.
     """
-    if not splits:
-        raise InputError("mrr_by_degree: no ranks given")
-    reference = splits[0].triples
-    for split in splits[1:]:
-        if not np.array_equal(split.triples, reference):
-            raise InputError("mrr_by_degree: the runs ranked different triples")
+    reciprocal = seed_mean_reciprocal_ranks(splits, context="mrr_by_degree")
     queries = splits[0].queries()
     answer = np.where(queries["direction"] == 0, queries["tail"], queries["head"])
     if answer.size and answer.max() >= degrees.shape[0]:
         raise InputError(f"mrr_by_degree: entity {int(answer.max())} has no degree (got {degrees.shape[0]} entities)")
-    reciprocal = np.mean([s.reciprocal_ranks() for s in splits], axis=0)
     degree = degrees[answer]
     rows = []
     for low, high, label in _bins(few):
@@ -105,9 +98,7 @@ def mrr_by_degree(splits: Sequence[SplitRanks], degrees: np.ndarray, *, few: int
 
 def seed_results(results_dir: str | Path, variant: str) -> list[Path]:
     """Published results of ``variant`` in ``results_dir``: ``<variant>.json`` (seed 0) and ``<variant>-seedN.json``."""
-    folder = Path(results_dir)
-    pattern = re.compile(rf"^{re.escape(variant)}(-seed\d+)?\.json$")
-    return sorted(p for p in folder.glob(f"{variant}*.json") if pattern.match(p.name))
+    return sorted(p for p in Path(results_dir).glob("*.json") if split_publish_name(p.stem)[0] == variant)
 
 
 def _realistic_mrr(result: dict | None) -> float | None:
@@ -144,13 +135,6 @@ def branch_frame(results: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["branch", "MRR", "seeds", "gate weight"])
 
 
-def _load(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not a readable results.json ({exc})") from exc
-
-
 def limits_frames(
     results_dir: str | Path, degrees: np.ndarray, *, variants: Sequence[str] = ("imvia", "tucker"), split: str = "test"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -172,7 +156,7 @@ def limits_frames(
         frame.insert(1, "seeds", len(paths))
         parts.append(frame)
         if branches is None:
-            branches = branch_frame([_load(p) for p in paths])
+            branches = branch_frame([load_results(p) for p in paths])
     return pd.concat(parts, ignore_index=True), branches
 
 
@@ -240,6 +224,7 @@ def write_limits(dataset: str, graph, results_root: str | Path, out_dir: str | P
 
 def main(argv: Sequence[str] | None = None) -> int:
     import matplotlib.pyplot as plt
+
     parser = argparse.ArgumentParser(
         prog="python -m imvia_core.reporting.limits",
         description="Per dataset, from the published runs under results/<profile>/<dataset>/ (imvia and tucker, "

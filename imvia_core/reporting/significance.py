@@ -12,14 +12,40 @@ the seed variation averaged out).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from imvia_core.errors import InputError
 
-__all__ = ["paired_reciprocal_ranks", "wilcoxon_signed_rank", "paired_bootstrap", "PairedTest", "compare_runs"]
+__all__ = [
+    "seed_mean_reciprocal_ranks",
+    "paired_reciprocal_ranks",
+    "wilcoxon_signed_rank",
+    "paired_bootstrap",
+    "PairedTest",
+    "compare_runs",
+]
 
-from dataclasses import dataclass
+
+def _check_same_triples(splits: Sequence, context: str) -> None:
+    reference = splits[0].triples
+    for split in splits[1:]:
+        if split.triples.shape != reference.shape or not np.array_equal(split.triples, reference):
+            raise InputError(f"{context}: the runs ranked different triples; compare runs of the same split")
+
+
+def seed_mean_reciprocal_ranks(splits: Sequence, *, context: str = "paired test") -> np.ndarray:
+    """Per-query reciprocal ranks averaged over ``splits`` (one model's seeds on one split), shape ``(2n,)``.
+
+    :param splits: :class:`~imvia_core.evaluation.rank_files.SplitRanks`, at least one, all of the same triples.
+    :param context: what the error message names.
+    :raises InputError: no splits, or splits of different triples.
+    """
+    if not splits:
+        raise InputError(f"{context}: no ranks given")
+    _check_same_triples(splits, context)
+    return np.mean([s.reciprocal_ranks() for s in splits], axis=0)
 
 
 def paired_reciprocal_ranks(a: Sequence, b: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -32,13 +58,8 @@ def paired_reciprocal_ranks(a: Sequence, b: Sequence) -> tuple[np.ndarray, np.nd
     """
     if not a or not b:
         raise InputError("paired test: each model needs the ranks of at least one run")
-    reference = a[0].triples
-    for split in (*a, *b):
-        if split.triples.shape != reference.shape or not np.array_equal(split.triples, reference):
-            raise InputError("paired test: the runs ranked different triples; compare runs of the same split")
-    mean_a = np.mean([s.reciprocal_ranks() for s in a], axis=0)
-    mean_b = np.mean([s.reciprocal_ranks() for s in b], axis=0)
-    return mean_a, mean_b
+    _check_same_triples([*a, *b], "paired test")
+    return seed_mean_reciprocal_ranks(a), seed_mean_reciprocal_ranks(b)
 
 
 def wilcoxon_signed_rank(x: np.ndarray, y: np.ndarray) -> float:
