@@ -107,3 +107,20 @@ def test_model_option_flags_come_from_the_model_configuration() -> None:
     assert actions["club_hidden_dim"].type is int and actions["view_temperature"].type is float
     assert actions["view_temperature"].help == model_option_help(MODEL_OPTIONS["view_temperature"])
     assert "temperature of the view softmax" in actions["view_temperature"].help
+
+
+def test_a_model_option_with_choices_declares_them_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from imvia_core.errors import ConfigError
+    from imvia_core.model.fusion import VIEW_MODES
+    from imvia_core.training.config import MODEL_OPTIONS, profile_config
+
+    assert MODEL_OPTIONS["view_mode"].choices == VIEW_MODES
+    parser = _train_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    assert tuple({a.dest: a for a in train._actions}["view_mode"].choices) == VIEW_MODES
+    assert config_from_args(parser.parse_args(["train", "--view-mode", "experts"])).view_mode == "experts"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--view-mode", "pooled"])
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="view_mode"):  # a configuration file or profile is checked the same way
+        profile_config("ci", "synthetic", view_mode="pooled")

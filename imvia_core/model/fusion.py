@@ -40,7 +40,10 @@ from imvia_core.model._utils import check_positive, check_probability, float32_r
 from imvia_core.model.kernels.view_cosines import view_cosines
 from imvia_core.types import ModalityFeatures
 
-__all__ = ["FusionOutput", "MultiViewFusion"]
+__all__ = ["FusionOutput", "MultiViewFusion", "VIEW_MODES"]
+
+#: how a modality's views are fused (:class:`MultiViewFusion`'s ``view_mode``)
+VIEW_MODES: tuple[str, ...] = ("auto", "experts", "views")
 
 
 @dataclass
@@ -91,8 +94,8 @@ class MultiViewFusion(nn.Module):
         feature_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if view_mode not in ("auto", "experts", "views"):
-            raise ConfigError(f"view_mode: found {view_mode!r}; expected 'auto', 'experts' or 'views'")
+        if view_mode not in VIEW_MODES:
+            raise ConfigError(f"view_mode: found {view_mode!r}; expected one of {', '.join(VIEW_MODES)}")
         check_positive("view temperature", temperature)
         check_positive("num_experts", num_experts)
         check_probability("feature_dropout", feature_dropout)

@@ -52,7 +52,7 @@ from imvia_core.model.alignment import ContrastiveAlignment
 from imvia_core.model.base import KGCModel
 from imvia_core.model.disentangle import ModalityCLUB, ViewCLUB
 from imvia_core.model.execution import ExecutionOptions
-from imvia_core.model.fusion import MultiViewFusion
+from imvia_core.model.fusion import VIEW_MODES, MultiViewFusion
 from imvia_core.model.joint import DECISION_FUSION_MODES, JointEmbedding, RelationAwareDecisionFusion, fused_logit
 from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_linear
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
@@ -104,7 +104,7 @@ class IMVIAConfig:
     dim: int = 256
     num_experts: int = 3
     expert_dim: int | None = None
-    view_mode: str = "auto"
+    view_mode: str = field(default="auto", metadata={"choices": VIEW_MODES})
     input_pool_dim: int | None = 256
     trainable_features: bool = False
     feature_dropout: float = 0.0
@@ -142,7 +142,7 @@ class IMVIAConfig:
             if getattr(self, name) < 0:
                 raise ConfigError(f"model config {name}: found {getattr(self, name)!r}; expected a number >= 0")
         choices = {
-            "view_mode": ("auto", "experts", "views"),
+            "view_mode": VIEW_MODES,
             "decision_fusion": DECISION_FUSION_MODES,
             "mi_between": MI_PLACEMENTS,
         }

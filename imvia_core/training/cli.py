@@ -69,7 +69,7 @@ def add_model_option_flags(p: argparse.ArgumentParser) -> None:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, help=model_option_help(option))
         else:
             kind = _FLAG_TYPES[option.type.removesuffix(" | None")]
-            group.add_argument(flag, type=kind, help=model_option_help(option))
+            group.add_argument(flag, type=kind, choices=option.choices, help=model_option_help(option))
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:

@@ -95,6 +95,7 @@ class ModelOption:
     :param type: its annotation, as text (``"int | None"``).
     :param default: its default there.
     :param help: its doc, from the owner's docstring.
+    :param choices: the values it takes, where its field declares them (``metadata["choices"]``).
     """
 
     name: str
@@ -102,6 +103,7 @@ class ModelOption:
     type: str
     default: Any
     help: str
+    choices: tuple[str, ...] | None = None
 
 
 def _model_options() -> dict[str, ModelOption]:
@@ -111,7 +113,8 @@ def _model_options() -> dict[str, ModelOption]:
         docs = _param_docs(owner)
         for f in fields(owner):
             if f.name not in shared and f.name not in options:
-                options[f.name] = ModelOption(f.name, owner, str(f.type), f.default, docs.get(f.name, ""))
+                choices = f.metadata.get("choices")
+                options[f.name] = ModelOption(f.name, owner, str(f.type), f.default, docs.get(f.name, ""), choices)
     return options
 
 
