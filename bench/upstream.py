@@ -308,6 +308,7 @@ def compare(
         "project_dirty": ours["git"]["dirty"],
         "upstream_commit": up["upstream_commit"],
         "threads": ours["machine"]["torch_threads"],
+        "project_dtype": ours.get("options", {}).get("dtype", "fp32"),
         "cpu": ours["machine"]["cpu"],
         "allocator": {"upstream": up["allocator"].get("method"), "project": ours["allocator"].get("method")},
         "omp_wait_policy": up.get("omp_wait_policy"),
@@ -370,6 +371,12 @@ def render_comparison(result: dict[str, Any]) -> str:
         f"- {result['created']}, {result['cpu']}, {result['threads']} threads, allocator: authors' code "
         f"{result['allocator']['upstream'] or 'not tuned'}, project {result['allocator']['project'] or 'not tuned'}, "
         f"OMP_WAIT_POLICY={result.get('omp_wait_policy')}",
+        f"- precision: authors' code fp32, project {result.get('project_dtype', 'fp32')}"
+        + (
+            " (bf16 autocast of the forward passes; losses, optimiser states and ranking scores fp32)"
+            if result.get("project_dtype") == "bf16"
+            else ""
+        ),
         f"- project commit `{result['project_commit']}`"
         + (" (with local changes)" if result["project_dirty"] else "")
         + f"; authors' code `{result['upstream_commit']}`",

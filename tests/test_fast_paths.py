@@ -365,3 +365,41 @@ def test_help_and_bad_options(capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit) as exit_info:
         bench.main(["--dtype", "fp8"])
     assert exit_info.value.code != 0 and "invalid choice" in capsys.readouterr().err
+
+
+def test_side_by_side_table_takes_ratios_from_one_run_and_names_the_precision():
+    """bench/upstream.py's table: upstream / project for each row, the project's precision in the header."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import upstream
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    up = {
+        "train": {"epoch_seconds_extrapolated": 900.0, "step_seconds_median": 12.0},
+        "evaluation": {"seconds": 80.0},
+        "peak_rss_bytes": 9e9,
+    }
+    ours = {
+        "train": {"imvia": {"epoch_seconds_extrapolated": 300.0, "step_seconds_median": 4.0}},
+        "evaluation": {"seconds": 16.0, "ratio_to_bare_matmuls": 2.5},
+        "memory": {"peak_rss_bytes": 3e9},
+    }
+    rows = upstream._rows(up, ours)
+    assert [round(r["ratio"], 6) if r["ratio"] else None for r in rows] == [3.0, 3.0, 5.0, 3.0, None]
+    record = {
+        "created": "now",
+        "cpu": "cpu",
+        "threads": 2,
+        "allocator": {"upstream": "mallopt", "project": "mallopt"},
+        "project_commit": "abc",
+        "project_dirty": False,
+        "upstream_commit": "def",
+        "upstream_file": "u.json",
+        "project_file": "p.json",
+        "uptime": {"start": "load 0"},
+        "project_dtype": "bf16",
+        "rows": rows,
+    }
+    text = upstream.render_comparison(record)
+    assert "project bf16 (bf16 autocast" in text and "| **5.00x** |" in text
+    assert "project fp32" in upstream.render_comparison({**record, "project_dtype": "fp32"})
