@@ -74,21 +74,22 @@ def test_model_options_are_set_by_name_and_stored_as_before(tmp_path) -> None:
     plain = profile_config("ci", "synthetic")
     by_name = profile_config("ci", "synthetic", view_temperature=0.5, fast_tucker=False)
     legacy = profile_config("ci", "synthetic", model_options={"view_temperature": 0.5, "fast_tucker": False})
-    assert by_name.model_options == legacy.model_options == {"view_temperature": 0.5, "fast_tucker": False}
+    assert by_name.model_options == legacy.model_options  # typed and nested: ModelOptions
+    assert by_name.model_options.set_values() == {"view_temperature": 0.5, "fast_tucker": False}
     assert by_name.to_dict() == legacy.to_dict() and _digest(by_name) == _digest(legacy)
     assert (by_name.view_temperature, by_name.fast_tucker, plain.view_temperature) == (0.5, False, 0.1)
     # a model option at its default is the experiment without it: the same stored form and digest
     assert _digest(profile_config("ci", "synthetic", view_temperature=0.1)) == _digest(plain)
     # by name over the legacy dict, one option at a time
     mixed = profile_config("ci", "synthetic", model_options={"view_temperature": 0.5, "gamma": 3.0}, gamma=12.0)
-    assert mixed.model_options == {"view_temperature": 0.5}
+    assert mixed.model_options.set_values() == {"view_temperature": 0.5}
     with pytest.raises(ConfigError, match="model_options"):
         profile_config("ci", "synthetic", model="tucker", view_temperature=0.5)  # not a field of BaselineConfig
     assert {"view_temperature", "club_hidden_dim", "gamma", "fast_tucker"} <= set(MODEL_OPTIONS)
     assert all(option.help for option in MODEL_OPTIONS.values())
     path = tmp_path / "run.yaml"
     path.write_text("club_hidden_dim: 64\nlr: 0.01\n")
-    assert TrainConfig.from_file(path).model_options == {"club_hidden_dim": 64}
+    assert TrainConfig.from_file(path).model_options.set_values() == {"club_hidden_dim": 64}
 
 
 def test_model_option_flags_come_from_the_model_configuration() -> None:
@@ -98,10 +99,10 @@ def test_model_option_flags_come_from_the_model_configuration() -> None:
     parser = _train_parser()
     args = parser.parse_args(["train", "--profile", "ci", "--view-temperature", "0.5", "--no-fast-tucker"])
     cfg = config_from_args(args)
-    assert cfg.model_options == {"view_temperature": 0.5, "fast_tucker": False}
+    assert cfg.model_options.set_values() == {"view_temperature": 0.5, "fast_tucker": False}
     model, execution = cfg.model_config()
     assert model.view_temperature == 0.5 and execution.fast_tucker is False
-    assert config_from_args(parser.parse_args(["train", "--profile", "ci"])).model_options == {}
+    assert config_from_args(parser.parse_args(["train", "--profile", "ci"])).model_options.set_values() == {}
     train = parser._subparsers._group_actions[0].choices["train"]
     actions = {a.dest: a for a in train._actions}
     assert actions["club_hidden_dim"].type is int and actions["view_temperature"].type is float

@@ -1,8 +1,11 @@
-"""Training configuration: one flat dataclass, per-dataset defaults, validation with clear messages.
+"""Training configuration: one dataclass of run settings with the model's further options nested in it, per-dataset
+defaults, validation with clear messages.
 
 The model's further typed fields (:data:`MODEL_OPTIONS`: those of IMVIAConfig, BaselineConfig and ExecutionOptions
-that the dataclass has no field for) are set by their names everywhere a field is; the configuration stores the
-ones set in ``model_options``, the form every saved ``config.json`` and its run-cache digest have.
+that :class:`TrainConfig` has no field for) form the typed, nested :class:`ModelOptions` (``cfg.model_options``,
+generated from those dataclasses: one declaration per field). Each is set by its name everywhere a field is
+(``cfg.view_temperature`` reads it too). A saved ``config.json`` keeps the ones set under ``model_options``, the form
+every saved configuration and its run-cache digest have always had.
 
 The per-dataset *paper* profiles follow the reference settings in the upstream log and the MoMoK README
 (method.md, section D): DB15K lr 1e-3, dim 256, mu 1e-4, batch 1024, 2000 epochs, 3 views; MKG-W lr 1e-3, dim 200;
@@ -12,11 +15,12 @@ and the *ci* profile trains the synthetic graph in about a minute.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,7 @@ __all__ = [
     "MODEL_FIELDS",
     "MODEL_OPTIONS",
     "ModelOption",
+    "ModelOptions",
     "profile_config",
     "differences",
 ]
@@ -125,6 +130,72 @@ def _model_options() -> dict[str, ModelOption]:
 MODEL_OPTIONS: dict[str, ModelOption] = _model_options()
 
 
+class _ModelOptionsMethods:
+    """What :class:`ModelOptions` does besides holding its fields."""
+
+    def set_values(self) -> dict[str, Any]:
+        """The options set: those given explicitly (a saved configuration's keys) and every non-default value; the
+        stored form (``config.json``'s ``model_options``)."""
+        explicit = self.__dict__.get("_explicit", frozenset())
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)  # type: ignore[arg-type]
+            if f.name in explicit or getattr(self, f.name) != f.default
+        }
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None) -> Any:
+        """From the stored form (a mapping of option names to values, ``None`` for none).
+
+        :raises ConfigError: not a mapping, or a key that is no model option.
+        """
+        if values is None:
+            values = {}
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"invalid training configuration: model_options must be a mapping, got {values!r} "
+                f"({type(values).__name__})"
+            )
+        unknown = sorted(set(values) - set(MODEL_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"model_options: unknown key(s) {', '.join(map(str, unknown))}; the model options are "
+                f"{', '.join(MODEL_OPTIONS)}"
+            )
+        out = cls(**values)
+        out.__dict__["_explicit"] = frozenset(values)
+        return out
+
+
+#: the model's further options as one typed dataclass, a field per entry of :data:`MODEL_OPTIONS` with its type,
+#: default, doc (``metadata["help"]``), owner and choices, generated from the dataclasses that declare them
+ModelOptions = make_dataclass(
+    "ModelOptions",
+    [
+        (
+            o.name,
+            o.type,
+            field(default=o.default, metadata={"help": o.help, "owner": o.owner.__name__, "choices": o.choices}),
+        )
+        for o in MODEL_OPTIONS.values()
+    ],
+    bases=(_ModelOptionsMethods,),
+    kw_only=True,
+)
+ModelOptions.__module__ = __name__
+ModelOptions.__doc__ = (
+    "The model's further options (:data:`MODEL_OPTIONS`), typed; ``TrainConfig.model_options``. Stored as the "
+    "mapping of the options set (:meth:`set_values`)."
+)
+
+
+def _stored_options(options: Any) -> dict[str, Any]:
+    """The stored form (a dict) of ``model_options`` given as a :class:`ModelOptions`, a mapping or ``None``."""
+    if isinstance(options, _ModelOptionsMethods):
+        return options.set_values()
+    return dict(options or {})
+
+
 def by_name_into_model_options(values: Mapping[str, Any]) -> dict[str, Any]:
     """``values`` with every key of :data:`MODEL_OPTIONS` moved into ``model_options`` (over what it held).
 
@@ -134,7 +205,7 @@ def by_name_into_model_options(values: Mapping[str, Any]) -> dict[str, Any]:
     named = {k: v for k, v in values.items() if k in MODEL_OPTIONS}
     if not named:
         return out
-    options = dict(values.get("model_options") or {})
+    options = _stored_options(values.get("model_options"))
     for name, value in named.items():
         if value == MODEL_OPTIONS[name].default:
             options.pop(name, None)
@@ -223,14 +294,20 @@ class TrainConfig:
         choices=PRECISIONS,
     )
     seed: int = _option(0, "seed of the model's initialisation, the batch order and dropout")
-    #: the values set of :data:`MODEL_OPTIONS` (typed fields of the model's configuration or of its execution
-    #: options), by their names; checked against the model's configuration when validated. Set them by name
-    model_options: dict[str, Any] = field(default_factory=dict)
+    #: the model's further options (:class:`ModelOptions`, typed); a mapping of option names given here (a saved
+    #: ``config.json``'s stored form) is read into one. Checked against the model's configuration when validated
+    model_options: ModelOptions = field(default_factory=ModelOptions)  # type: ignore[valid-type]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model_options, _ModelOptionsMethods):
+            self.model_options = ModelOptions.from_mapping(self.model_options)
 
     def __getattr__(self, name: str) -> Any:
-        """A model option by its name (:data:`MODEL_OPTIONS`): its value in ``model_options``, else its default."""
+        """A model option by its name (:data:`MODEL_OPTIONS`): ``cfg.view_temperature`` is
+        ``cfg.model_options.view_temperature``."""
         if name in MODEL_OPTIONS:
-            return self.__dict__.get("model_options", {}).get(name, MODEL_OPTIONS[name].default)
+            options = self.__dict__.get("model_options")
+            return getattr(options, name) if options is not None else MODEL_OPTIONS[name].default
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def validate(self, *, sources: Mapping[str, str] | None = None) -> TrainConfig:
@@ -289,7 +366,7 @@ class TrainConfig:
             add("device", f"device {self.device!r} is not a device name such as cpu, cuda, cuda:0 or mps ({err})")
         if self.model == "imvia" and not (self.use_structure or self.use_visual or self.use_text):
             add("use_structure", "at least one of use_structure, use_visual, use_text must stay on")
-        if not problems and self.model_options:
+        if not problems and self.model_options.set_values():
             try:
                 self.model_config()
             except (ConfigError, TypeError, ValueError) as err:
@@ -297,7 +374,10 @@ class TrainConfig:
         return problems
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, plain values; ``model_options`` in its stored form (the options set)."""
+        values = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        values["model_options"] = self.model_options.set_values()
+        return values
 
     def model_config(self) -> tuple[IMVIAConfig | BaselineConfig, ExecutionOptions]:
         """The model's typed configuration: the fields of :data:`MODEL_FIELDS` under the model's names, then
@@ -306,7 +386,7 @@ class TrainConfig:
         :raises ConfigError: a key of ``model_options`` the model's configuration does not have.
         """
         values = {target: getattr(self, name) for name, target in MODEL_FIELDS.items()}
-        execution, options = ExecutionOptions.split(self.model_options)
+        execution, options = ExecutionOptions.split(self.model_options.set_values())
         if self.model == "imvia":
             return IMVIAConfig.from_dict({**values, **options}), execution
         known = {f.name for f in fields(BaselineConfig)}
@@ -384,10 +464,17 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], *, ignore: tuple
 
 
 def _type_problems(config: TrainConfig) -> list[tuple[str, str]]:
-    """One message per field whose value has the wrong type (a string ``"64"`` for ``dim``, ``"no"`` for a switch)."""
+    """One message per field (or model option) whose value has the wrong type (a string ``"64"`` for ``dim``,
+    ``"no"`` for a switch)."""
     problems = []
-    for f in fields(config):
-        value, kind = getattr(config, f.name), str(f.type)
+    typed = [(f.name, getattr(config, f.name), str(f.type)) for f in fields(config) if f.name != "model_options"]
+    options = config.model_options
+    typed += [(f.name, getattr(options, f.name), str(f.type)) for f in fields(options)]
+    for name, value, kind in typed:
+        if kind.endswith(" | None"):
+            if value is None:
+                continue
+            kind = kind.removesuffix(" | None")
         if kind == "bool":
             ok, wanted = isinstance(value, bool), "true or false"
         elif kind == "int":
@@ -397,12 +484,10 @@ def _type_problems(config: TrainConfig) -> list[tuple[str, str]]:
             ok, wanted = number and math.isfinite(value), "a finite number"
         elif kind == "str":
             ok, wanted = isinstance(value, str), "a string"
-        elif kind.startswith("dict"):
-            ok, wanted = isinstance(value, dict), "a mapping"
         else:
             continue
         if not ok:
-            problems.append((f.name, f"{f.name} must be {wanted}, got {value!r} ({type(value).__name__})"))
+            problems.append((name, f"{name} must be {wanted}, got {value!r} ({type(value).__name__})"))
     return problems
 
 
@@ -494,7 +579,7 @@ def profile_config(
     # each layer overrides fields by name; a model option's name overrides that option alone
     for layer in (entry, per_model.get(model, {}), given):
         layer = by_name_into_model_options(layer)
-        options = {**values.get("model_options", {}), **layer.pop("model_options", {})}
+        options = {**values.get("model_options", {}), **_stored_options(layer.pop("model_options", None))}
         values.update(layer)
         if options:
             values["model_options"] = options
