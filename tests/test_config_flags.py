@@ -125,3 +125,29 @@ def test_a_model_option_with_choices_declares_them_once(capsys: pytest.CaptureFi
     assert "invalid choice" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="view_mode"):  # a configuration file or profile is checked the same way
         profile_config("ci", "synthetic", view_mode="pooled")
+
+
+def test_model_options_are_a_typed_nested_dataclass_stored_as_the_options_set(tmp_path) -> None:
+    import dataclasses
+    import json
+
+    from imvia_core.errors import ConfigError
+    from imvia_core.training.config import MODEL_OPTIONS, ModelOptions, profile_config
+
+    assert [f.name for f in dataclasses.fields(ModelOptions)] == list(MODEL_OPTIONS)
+    cfg = profile_config("ci", "synthetic", view_temperature=0.25, expert_dim=16)
+    assert isinstance(cfg.model_options, ModelOptions) and cfg.model_options.view_temperature == 0.25
+    assert cfg.to_dict()["model_options"] == {"view_temperature": 0.25, "expert_dim": 16}
+    cfg.save(tmp_path / "config.json")
+    stored = json.loads((tmp_path / "config.json").read_text())["model_options"]
+    assert stored == {"view_temperature": 0.25, "expert_dim": 16}
+    assert TrainConfig.from_file(tmp_path / "config.json").model_options == cfg.model_options
+    # a legacy file's explicit entry is kept even at its default value: the same stored form, the same digest
+    legacy = TrainConfig.from_dict({**profile_config("ci", "synthetic").to_dict(), "model_options": {"p_norm": 1}})
+    assert legacy.to_dict()["model_options"] == {"p_norm": 1}
+    with pytest.raises(ConfigError, match="view_temperature must be a finite number"):
+        profile_config("ci", "synthetic", view_temperature="hot")
+    with pytest.raises(ConfigError, match="expert_dim must be an integer"):
+        profile_config("ci", "synthetic", expert_dim=1.5)
+    with pytest.raises(ConfigError, match="model_options must be a mapping"):
+        TrainConfig(model_options=[1, 2])
