@@ -143,7 +143,9 @@ def test_model_options_are_a_typed_nested_dataclass_stored_as_the_options_set(tm
     assert stored == {"view_temperature": 0.25, "expert_dim": 16}
     assert TrainConfig.from_file(tmp_path / "config.json").model_options == cfg.model_options
     # a legacy file's explicit entry is kept even at its default value: the same stored form, the same digest
-    legacy = TrainConfig.from_dict({**profile_config("ci", "synthetic").to_dict(), "model_options": {"view_mode": "auto"}})
+    legacy = TrainConfig.from_dict(
+        {**profile_config("ci", "synthetic").to_dict(), "model_options": {"view_mode": "auto"}}
+    )
     assert legacy.to_dict()["model_options"] == {"view_mode": "auto"}
     with pytest.raises(ConfigError, match="view_temperature must be a finite number"):
         profile_config("ci", "synthetic", view_temperature="hot")
