@@ -62,6 +62,7 @@ ABLATIONS = [
     {"use_text": False},
     {"use_joint": False},
     {"decision_fusion": "uniform"},
+    {"decision_fusion": "global"},
     {"mi_between": "views"},
     {"condition_candidates_on_relation": True},
     {"train_fused_score": False},

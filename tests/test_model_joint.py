@@ -57,6 +57,19 @@ def test_decision_weights_gated_and_uniform():
         RelationAwareDecisionFusion(branches=("S",), relation_dim=5, mode="max")
 
 
+def test_global_decision_weights_are_learned_and_the_same_for_every_relation():
+    fusion = RelationAwareDecisionFusion(branches=("S", "T", "J"), relation_dim=5, mode="global")
+    r = torch.randn(4, 5)
+    torch.testing.assert_close(fusion.weights(r), torch.full((4, 3), 1 / 3))  # starts uniform
+    with torch.no_grad():
+        fusion.branch_logits.copy_(torch.tensor([2.0, 0.0, -1.0]))
+    w = fusion.weights(r)
+    torch.testing.assert_close(w, torch.softmax(torch.tensor([2.0, 0.0, -1.0]), 0).expand(4, 3))
+    (fusion.log_weights(r)[:, 1].sum()).backward()  # trainable: a gradient reaches the branch logits
+    assert fusion.branch_logits.grad is not None and fusion.branch_logits.grad.abs().sum() > 0
+    assert [n for n, _ in fusion.named_parameters()] == ["branch_logits"]
+
+
 def test_fused_logit_matches_direct_formula_and_resolves_saturation():
     torch.manual_seed(0)
     logits = [torch.randn(37, 11, dtype=torch.float64) * 3 for _ in range(3)]

@@ -82,16 +82,18 @@ class JointEmbedding(nn.Module):
         return JointOutput(embedding=joint, weights=weights, modalities=self.modalities)
 
 
-#: values of ``decision_fusion``: ``"gated"`` the relation-aware ``beta(r)`` (paper), ``"uniform"`` the average
-DECISION_FUSION_MODES: tuple[str, ...] = ("gated", "uniform")
+#: values of ``decision_fusion``: ``"gated"`` the relation-aware ``beta(r)`` (paper), ``"uniform"`` the average,
+#: ``"global"`` one learned weight per branch shared by every relation (what the gate gains by depending on ``r``)
+DECISION_FUSION_MODES: tuple[str, ...] = ("gated", "uniform", "global")
 
 
 class RelationAwareDecisionFusion(nn.Module):
-    """``beta(r) = softmax(W_beta e_r)`` over the branches, or uniform weights.
+    """``beta(r) = softmax(W_beta e_r)`` over the branches, uniform weights, or ``beta = softmax(w)`` with one
+    learned logit per branch (``"global"``: started at uniform weights; the same for every relation).
 
     :param branches: branch names, in the column order of the weights.
     :param relation_dim: dim of the relation embedding fed to the gate.
-    :param mode: ``"gated"`` (paper) or ``"uniform"`` (ablation).
+    :param mode: ``"gated"`` (paper), ``"uniform"`` or ``"global"`` (ablations).
     """
 
     def __init__(self, *, branches: Sequence[str], relation_dim: int, mode: str = "gated") -> None:
@@ -103,6 +105,7 @@ class RelationAwareDecisionFusion(nn.Module):
         self.branches = tuple(branches)
         self.mode = mode
         self.gate = nn.Linear(relation_dim, len(self.branches)) if mode == "gated" else None
+        self.branch_logits = nn.Parameter(torch.zeros(len(self.branches))) if mode == "global" else None
 
     def log_weights(self, relation_emb: torch.Tensor) -> torch.Tensor:
         """``log beta(r)``, shape ``(B, M)`` in float32.
@@ -110,6 +113,9 @@ class RelationAwareDecisionFusion(nn.Module):
         :param relation_emb: shape ``(B, relation_dim)``.
         """
         b = relation_emb.shape[0]
+        if self.branch_logits is not None:
+            with float32_region(relation_emb.device):
+                return F.log_softmax(upcast(self.branch_logits), dim=-1).expand(b, -1)
         if self.gate is None:
             n = len(self.branches)
             return torch.full((b, n), -math.log(n), dtype=torch.float32, device=relation_emb.device)

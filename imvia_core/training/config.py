@@ -265,7 +265,9 @@ class TrainConfig:
     use_text: bool = _option(True, "keep the text modality and branch (--no-text: Fig. 2)", flag=False)
     use_joint: bool = _option(True, "keep the joint branch (--no-joint: Fig. 2)", flag=False)
     decision_fusion: str = _option(
-        "gated", "relation-aware gate or uniform average of the branches", choices=DECISION_FUSION_MODES
+        "gated",
+        "relation-aware gate (paper), uniform average, or global: one learned weight per branch for every relation",
+        choices=DECISION_FUSION_MODES,
     )
     mi_between: str = _option("modalities", "apply the CLUB bound between modalities or views", choices=MI_PLACEMENTS)
     eval_every: int = _option(5, "validate every N epochs")
