@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import bench
 import bench.measure
-import bench.profile
+import bench.profile_ops
 from imvia_core.data.graph import add_reciprocals
 from imvia_core.evaluation import FilterIndex, evaluate, model_scorer
 from imvia_core.model import build_model
@@ -335,11 +335,11 @@ def test_quick_benchmark_writes_json_and_markdown(tmp_path: Path):
 
 
 def test_quick_profile_splits_the_time_into_dense_products_and_the_rest(tmp_path: Path):
-    """``python -m bench.profile --quick``: per-operator self times of training steps and an evaluation."""
+    """``python -m bench.profile_ops --quick``: per-operator self times of training steps and an evaluation."""
     env = {**os.environ, "TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
     env.pop("IMVIA_DATA_MIRROR", None)
     out = tmp_path / "results"
-    cmd = [sys.executable, "-m", "bench.profile", "--quick", "--threads", "1", "--out", str(out)]
+    cmd = [sys.executable, "-m", "bench.profile_ops", "--quick", "--threads", "1", "--out", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (json_path,) = out.glob("profile-cpu-fp32-quick-*.json")
@@ -348,8 +348,8 @@ def test_quick_profile_splits_the_time_into_dense_products_and_the_rest(tmp_path
         p = result[part]
         assert p["wall_seconds"] > 0 and p["unprofiled_seconds"] > 0
         assert 0 < p["dense_seconds"] <= p["profiled_self_seconds"]
-        assert {r["op"] for r in p["dense_ops"]} <= bench.profile.DENSE_OPS
-        assert p["top_other_ops"] and not {r["op"] for r in p["top_other_ops"]} & bench.profile.DENSE_OPS
+        assert {r["op"] for r in p["dense_ops"]} <= bench.profile_ops.DENSE_OPS
+        assert p["top_other_ops"] and not {r["op"] for r in p["top_other_ops"]} & bench.profile_ops.DENSE_OPS
         selfs = [r["self_s"] for r in p["top_other_ops"]]
         assert selfs == sorted(selfs, reverse=True)
     assert result["train"]["steps"] == 2 and set(result["train"]["phase_seconds_mean"]) >= {"forward", "backward"}
@@ -403,3 +403,10 @@ def test_side_by_side_table_takes_ratios_from_one_run_and_names_the_precision():
     text = upstream.render_comparison(record)
     assert "project bf16 (bf16 autocast" in text and "| **5.00x** |" in text
     assert "project fp32" in upstream.render_comparison({**record, "project_dtype": "fp32"})
+
+
+def test_no_benchmark_module_shadows_the_standard_library():
+    """``bench/upstream.py`` runs as a script, so ``bench/`` is first on ``sys.path``: a ``bench/profile.py`` there
+    replaced the standard library's ``profile`` (imported by ``cProfile`` inside torch) and broke the comparison."""
+    names = {p.stem for p in (ROOT / "bench").glob("*.py")}
+    assert not names & set(sys.stdlib_module_names)

@@ -1,6 +1,6 @@
 """Where the time of a training step and of an evaluation goes, operator by operator, at the benchmark's shape.
 
-``python -m bench.profile`` builds the benchmark's setup (the paper's DB15K configuration, or ``--quick``), runs
+``python -m bench.profile_ops`` builds the benchmark's setup (the paper's DB15K configuration, or ``--quick``), runs
 warm-up steps, then profiles ``--steps`` training steps and (unless ``--no-eval``) the full filtered test
 evaluation with :mod:`torch.profiler`. It reports, per phase, the share of time in dense products (``mm``, ``bmm``,
 ``addmm``, ``baddbmm``, ``matmul``, ``linear``, ``einsum`` and their backward kernels) and the operators that
@@ -171,7 +171,7 @@ def render(result: dict[str, Any]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.profile",
+        prog="python -m bench.profile_ops",
         description="Profile IMVIA training steps and evaluation batches at the benchmark's DB15K shape "
         "(torch.profiler, self CPU time per operator): dense products against everything else.",
     )
