@@ -9,6 +9,7 @@ import torch
 
 from imvia_core.errors import ConfigError, InputError
 from imvia_core.model import MODEL_NAMES, BaselineConfig, ComplEx, RotatE, TransE, build_model
+from imvia_core.model.kernels import distances
 
 torch.set_num_threads(1)
 
@@ -150,7 +151,7 @@ def test_factory_errors():
 
 
 def test_rotate_distance_gradcheck_float64():
-    from imvia_core.model.baselines import _RotateDistance
+    from imvia_core.model.kernels.distances import _RotateDistance
 
     torch.manual_seed(0)
     inputs = [torch.randn(n, 3, dtype=torch.float64, requires_grad=True) for n in (4, 4, 5, 5)]
@@ -182,9 +183,70 @@ def test_pairre_blocks_match_naive_and_gradients():
 
 
 def test_pair_distance_gradcheck_float64():
-    from imvia_core.model.baselines import _PairDistance
+    from imvia_core.model.kernels.distances import _PairDistance
 
     torch.manual_seed(0)
     inputs = [torch.randn(n, 3, dtype=torch.float64, requires_grad=True) for n in (4, 4, 5)]
     for block in (7, 1 << 10):
         assert torch.autograd.gradcheck(lambda *x, b=block: _PairDistance.apply(*x, b), inputs)
+
+
+def _pair_inputs(b: int = 5, e: int = 7, d: int = 4, dtype=torch.float32):
+    gen = torch.Generator().manual_seed(3)
+    return [torch.randn(n, d, generator=gen, dtype=dtype, requires_grad=True) for n in (b, b, e)]
+
+
+def _value_and_grads(fn, inputs):
+    for x in inputs:
+        x.grad = None
+    out = fn(*inputs)
+    weights = torch.linspace(-1.0, 2.0, out.numel()).view_as(out).to(out.dtype)
+    (out * weights).sum().backward()
+    return out.detach(), [x.grad.clone() for x in inputs]
+
+
+@pytest.mark.skipif(not distances.compiled_kernels(torch.device("cpu")), reason="no C++ compiler for torch.compile")
+def test_compiled_pair_distance_matches_blocked_and_reference(monkeypatch):
+    monkeypatch.setattr(distances, "_COMPILED", {})
+    inputs = _pair_inputs()
+    compiled = _value_and_grads(lambda *x: distances.pair_distance(*x, block_elements=1 << 18), inputs)
+    assert distances._COMPILED["pair"] is not False  # the compiled function ran, no fallback
+    blocked = _value_and_grads(lambda *x: distances._PairDistance.apply(*x, 7), inputs)
+    reference = _value_and_grads(distances.pair_distance_reference, inputs)
+    for other in (blocked, reference):
+        torch.testing.assert_close(compiled[0], other[0], rtol=1e-5, atol=1e-5)
+        for got, want in zip(compiled[1], other[1]):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # another batch size and no autograd (an evaluation batch): the same values as the reference
+    with torch.no_grad():
+        a, s, t = (x.detach() for x in _pair_inputs(b=3, e=9))
+        torch.testing.assert_close(
+            distances.pair_distance(a, s, t, block_elements=1 << 18), distances.pair_distance_reference(a, s, t)
+        )
+
+
+def test_pair_distance_blocked_when_compiling_is_off_or_fails(monkeypatch):
+    inputs = [x.detach() for x in _pair_inputs()]
+    want = distances.pair_distance_reference(*inputs)
+    monkeypatch.setenv(distances.COMPILE_ENV, "0")
+    assert not distances.compiled_kernels(torch.device("cpu"))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.compile called with compiling off")
+
+    monkeypatch.setattr(distances, "_COMPILED", {})
+    monkeypatch.setattr(distances.torch, "compile", refuse)
+    torch.testing.assert_close(distances.pair_distance(*inputs, block_elements=30), want)
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no compiler here")
+
+        return run
+
+    monkeypatch.setenv(distances.COMPILE_ENV, "1")
+    monkeypatch.setattr(distances.torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="blocked kernel"):
+        torch.testing.assert_close(distances.pair_distance(*inputs, block_elements=30), want)
+    assert distances._COMPILED["pair"] is False
+    torch.testing.assert_close(distances.pair_distance(*inputs, block_elements=30), want)  # no second attempt

@@ -9,10 +9,9 @@ non-positive entities are negatives):
 * :class:`DistMult`: ``<h, r, t>`` (one matmul).
 * :class:`ComplEx`: ``Re(<h, r, conj(t)>)`` (one matmul against ``[t_re ; t_im]``).
 * :class:`RotatE`: ``gamma - sum_i |h_i r_i - t_i|`` in complex space with ``|r_i| = 1``; the modulus distance
-  cannot be a matmul, so it is computed in cache-sized blocks of (queries, entities) by an autograd function with a
-  closed-form backward that recomputes each block: memory stays bounded by one block.
-* :class:`PairRE`: ``gamma - ||h o r_H - t o r_T||_1`` with unit-norm entities and two vectors per relation; like
-  RotatE's, the distance is computed in cache-sized blocks with a closed-form backward.
+  cannot be a matmul: :func:`~.kernels.distances.rotate_distance` computes it without a ``(B, E, k)`` tensor.
+* :class:`PairRE`: ``gamma - ||h o r_H - t o r_T||_1`` with unit-norm entities and two vectors per relation; its
+  distance is :func:`~.kernels.distances.pair_distance` (compiled on a CPU, else blocked like RotatE's).
 * :class:`TuckER`: the Tucker scorer of :mod:`.tucker` on structural embeddings.
 
 For ComplEx and RotatE ``dim`` counts real numbers (``dim / 2`` complex components).
@@ -33,9 +32,8 @@ from imvia_core.errors import ConfigError, InputError
 from imvia_core.model._utils import check_positive, check_probability, float32_region, upcast
 from imvia_core.model.base import KGCModel
 from imvia_core.model.kernels.bce import one_to_n_bce, one_to_n_bce_linear
+from imvia_core.model.kernels.distances import pair_distance, rotate_distance
 from imvia_core.model.tucker import RelationGroups, TuckerScorer
-
-_EPS = 1e-12
 
 __all__ = [
     "BASELINES",
@@ -241,50 +239,6 @@ class ComplEx(StructuralModel):
         return a @ self.entity_embeddings.weight.t()
 
 
-def _blocks(n: int, size: int) -> list[tuple[int, int]]:
-    return [(i, min(n, i + size)) for i in range(0, n, size)]
-
-
-class _RotateDistance(torch.autograd.Function):
-    """``D[b, e] = sum_i |a_bi - t_ei|`` over complex components, in cache-sized blocks, with a hand-written
-    backward (``dD/da_bi = (a_bi - t_ei) / |a_bi - t_ei|``) so no ``(B, E, k)`` tensor and no autograd graph per
-    block is kept."""
-
-    @staticmethod
-    def forward(ctx, a_re, a_im, t_re, t_im, block_elements):  # type: ignore[override]
-        b, k = a_re.shape
-        rows = min(b, 32)
-        cols = max(1, block_elements // (rows * k))
-        out = a_re.new_empty(b, t_re.shape[0])
-        for r0, r1 in _blocks(b, rows):
-            for c0, c1 in _blocks(t_re.shape[0], cols):
-                d_re = a_re[r0:r1, None] - t_re[None, c0:c1]
-                d_im = a_im[r0:r1, None] - t_im[None, c0:c1]
-                out[r0:r1, c0:c1] = d_re.mul_(d_re).addcmul_(d_im, d_im).add_(_EPS).sqrt_().sum(-1)
-        ctx.save_for_backward(a_re, a_im, t_re, t_im)
-        ctx.blocks = (rows, cols)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        a_re, a_im, t_re, t_im = ctx.saved_tensors
-        rows, cols = ctx.blocks
-        g_a_re, g_a_im = torch.zeros_like(a_re), torch.zeros_like(a_im)
-        g_t_re, g_t_im = torch.zeros_like(t_re), torch.zeros_like(t_im)
-        for r0, r1 in _blocks(a_re.shape[0], rows):
-            for c0, c1 in _blocks(t_re.shape[0], cols):
-                d_re = a_re[r0:r1, None] - t_re[None, c0:c1]
-                d_im = a_im[r0:r1, None] - t_im[None, c0:c1]
-                w = (d_re * d_re).addcmul_(d_im, d_im).add_(_EPS).rsqrt_().mul_(grad[r0:r1, c0:c1, None])
-                d_re.mul_(w)
-                d_im.mul_(w)
-                g_a_re[r0:r1] += d_re.sum(1)
-                g_a_im[r0:r1] += d_im.sum(1)
-                g_t_re[c0:c1] -= d_re.sum(0)
-                g_t_im[c0:c1] -= d_im.sum(0)
-        return g_a_re, g_a_im, g_t_re, g_t_im, None
-
-
 class RotatE(StructuralModel):
     """``gamma - sum_i |h_i r_i - t_i|`` with ``r_i = exp(i theta_i)`` (Sun et al., 2019), scored 1-N in chunks."""
 
@@ -313,47 +267,16 @@ class RotatE(StructuralModel):
             a_re = h_re * r_re - h_im * r_im
             a_im = h_re * r_im + h_im * r_re
             t_re, t_im = upcast(self.entity_embeddings.weight).chunk(2, dim=-1)
-            return self.config.gamma - _RotateDistance.apply(a_re, a_im, t_re, t_im, self.config.chunk_elements)
-
-
-class _PairDistance(torch.autograd.Function):
-    """``D[b, e] = sum_i |a_bi - s_bi t_ei|`` in cache-sized blocks, with a closed-form backward that recomputes
-    each block (with ``g = sign(a_bi - s_bi t_ei)``: ``dD/da_bi = g``, ``dD/ds_bi = -g t_ei``, ``dD/dt_ei = -g s_bi``);
-    no ``(B, E, d)`` tensor and no autograd graph per block is kept."""
-
-    @staticmethod
-    def forward(ctx, a, s, t, block_elements):  # type: ignore[override]
-        b, k = a.shape
-        rows = min(b, 32)
-        cols = max(1, block_elements // (rows * k))
-        out = a.new_empty(b, t.shape[0])
-        for r0, r1 in _blocks(b, rows):
-            for c0, c1 in _blocks(t.shape[0], cols):
-                d = a[r0:r1, None] - s[r0:r1, None] * t[None, c0:c1]
-                out[r0:r1, c0:c1] = d.abs_().sum(-1)
-        ctx.save_for_backward(a, s, t)
-        ctx.blocks = (rows, cols)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        a, s, t = ctx.saved_tensors
-        rows, cols = ctx.blocks
-        g_a, g_s, g_t = torch.zeros_like(a), torch.zeros_like(s), torch.zeros_like(t)
-        for r0, r1 in _blocks(a.shape[0], rows):
-            for c0, c1 in _blocks(t.shape[0], cols):
-                g = (a[r0:r1, None] - s[r0:r1, None] * t[None, c0:c1]).sign_().mul_(grad[r0:r1, c0:c1, None])
-                g_a[r0:r1] += g.sum(1)
-                g_s[r0:r1] -= (g * t[None, c0:c1]).sum(1)
-                g_t[c0:c1] -= (g * s[r0:r1, None]).sum(0)
-        return g_a, g_s, g_t, None
+            return self.config.gamma - rotate_distance(
+                a_re, a_im, t_re, t_im, block_elements=self.config.chunk_elements
+            )
 
 
 class PairRE(StructuralModel):
     """``gamma - ||h o r_H - t o r_T||_1`` (Chao et al., 2021) scored 1-N, entities projected to unit L2 norm.
 
-    Each relation has two vectors ``r_H`` and ``r_T`` (one table of width ``2 * dim``); the distance is computed in
-    blocks (:class:`_PairDistance`), so memory stays bounded by one block. Logits are
+    Each relation has two vectors ``r_H`` and ``r_T`` (one table of width ``2 * dim``); the distance is
+    :func:`~.kernels.distances.pair_distance`, which keeps no ``(B, E, d)`` tensor. Logits are
     ``gamma + b - distance`` with a learned scalar ``b`` started at ``-gamma - log E`` (see ``__init__``).
     """
 
@@ -383,7 +306,7 @@ class PairRE(StructuralModel):
             h = nn.functional.normalize(upcast(self.embedding_dropout(self.entity_embeddings(heads))), dim=-1)
             r_head, r_tail = upcast(self.relation_embeddings(relations)).chunk(2, dim=-1)
             t = nn.functional.normalize(upcast(self.entity_embeddings.weight), dim=-1)
-            distance = _PairDistance.apply(h * r_head, r_tail, t, self.config.chunk_elements)
+            distance = pair_distance(h * r_head, r_tail, t, block_elements=self.config.chunk_elements)
             return (self.config.gamma + self.bias) - distance
 
 
