@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from imvia_core.allocator import ALLOCATOR_ENV, allocator_state
+from imvia_core.model.kernels.compiled import compile_state
 
 __all__ = [
     "HeapSampler",
@@ -80,6 +81,7 @@ def describe_machine(device: torch.device) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "compiled_kernels": compile_state(),
     }
     with contextlib.suppress(OSError, ValueError):
         mem = Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]

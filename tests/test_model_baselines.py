@@ -9,7 +9,7 @@ import torch
 
 from imvia_core.errors import ConfigError, InputError
 from imvia_core.model import MODEL_NAMES, BaselineConfig, ComplEx, RotatE, TransE, build_model
-from imvia_core.model.kernels import distances
+from imvia_core.model.kernels import compiled, distances
 
 torch.set_num_threads(1)
 
@@ -205,17 +205,17 @@ def _value_and_grads(fn, inputs):
     return out.detach(), [x.grad.clone() for x in inputs]
 
 
-@pytest.mark.skipif(not distances.compiled_kernels(torch.device("cpu")), reason="no C++ compiler for torch.compile")
+@pytest.mark.skipif(not compiled.compiled_kernels(torch.device("cpu")), reason="no C++ compiler for torch.compile")
 def test_compiled_pair_distance_matches_blocked_and_reference(monkeypatch):
-    monkeypatch.setattr(distances, "_COMPILED", {})
+    monkeypatch.setattr(compiled, "_COMPILED", {})
     inputs = _pair_inputs()
-    compiled = _value_and_grads(lambda *x: distances.pair_distance(*x, block_elements=1 << 18), inputs)
-    assert distances._COMPILED["pair"] is not False  # the compiled function ran, no fallback
+    fast = _value_and_grads(lambda *x: distances.pair_distance(*x, block_elements=1 << 18), inputs)
+    assert compiled._COMPILED["the PairRE distance"] is not False  # the compiled function ran, no fallback
     blocked = _value_and_grads(lambda *x: distances._PairDistance.apply(*x, 7), inputs)
     reference = _value_and_grads(distances.pair_distance_reference, inputs)
     for other in (blocked, reference):
-        torch.testing.assert_close(compiled[0], other[0], rtol=1e-5, atol=1e-5)
-        for got, want in zip(compiled[1], other[1]):
+        torch.testing.assert_close(fast[0], other[0], rtol=1e-5, atol=1e-5)
+        for got, want in zip(fast[1], other[1]):
             torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     # another batch size and no autograd (an evaluation batch): the same values as the reference
     with torch.no_grad():
@@ -228,14 +228,14 @@ def test_compiled_pair_distance_matches_blocked_and_reference(monkeypatch):
 def test_pair_distance_blocked_when_compiling_is_off_or_fails(monkeypatch):
     inputs = [x.detach() for x in _pair_inputs()]
     want = distances.pair_distance_reference(*inputs)
-    monkeypatch.setenv(distances.COMPILE_ENV, "0")
-    assert not distances.compiled_kernels(torch.device("cpu"))
+    monkeypatch.setenv(compiled.COMPILE_ENV, "0")
+    assert not compiled.compiled_kernels(torch.device("cpu"))
 
     def refuse(*args, **kwargs):
         raise AssertionError("torch.compile called with compiling off")
 
-    monkeypatch.setattr(distances, "_COMPILED", {})
-    monkeypatch.setattr(distances.torch, "compile", refuse)
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(compiled.torch, "compile", refuse)
     torch.testing.assert_close(distances.pair_distance(*inputs, block_elements=30), want)
 
     def broken_compile(fn, **kwargs):
@@ -244,9 +244,20 @@ def test_pair_distance_blocked_when_compiling_is_off_or_fails(monkeypatch):
 
         return run
 
-    monkeypatch.setenv(distances.COMPILE_ENV, "1")
-    monkeypatch.setattr(distances.torch, "compile", broken_compile)
-    with pytest.warns(RuntimeWarning, match="blocked kernel"):
+    monkeypatch.setenv(compiled.COMPILE_ENV, "1")
+    monkeypatch.setattr(compiled.torch, "compile", broken_compile)
+    with pytest.warns(RuntimeWarning, match="PairRE distance"):
         torch.testing.assert_close(distances.pair_distance(*inputs, block_elements=30), want)
-    assert distances._COMPILED["pair"] is False
+    assert compiled._COMPILED["the PairRE distance"] is False
     torch.testing.assert_close(distances.pair_distance(*inputs, block_elements=30), want)  # no second attempt
+
+
+def test_runs_record_the_compile_setting(monkeypatch):
+    from imvia_core.training.trainer import describe_hardware
+
+    monkeypatch.setenv(compiled.COMPILE_ENV, "0")
+    record = describe_hardware(torch.device("cpu"))["compiled_kernels"]  # results.json's "hardware"
+    assert record["setting"] == "0" and isinstance(record["failed"], list)
+    assert not compiled.compiled_kernels(torch.device("cpu"))
+    monkeypatch.setenv(compiled.COMPILE_ENV, "auto")
+    assert not compiled.compiled_kernels(torch.device("cpu"), by_default=False)  # opt-in kernels stay eager

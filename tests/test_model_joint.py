@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from imvia_core.errors import ConfigError
-from imvia_core.model.joint import JointEmbedding, RelationAwareDecisionFusion, fused_logit
+from imvia_core.model.joint import JointEmbedding, RelationAwareDecisionFusion, fused_logit, fused_logit_single_pass
+from imvia_core.model.kernels import compiled
 
 torch.set_num_threads(1)
 
@@ -82,3 +83,55 @@ def test_fused_logit_matches_direct_formula_and_resolves_saturation():
     assert float(torch.sigmoid(big[0])[0, 0]) == float(torch.sigmoid(big[0])[0, 1]) == 1.0
     assert score[0, 0] < score[0, 1] and score[0, 3] < score[0, 2] and torch.isfinite(score).all()
     torch.testing.assert_close(score, big[0])  # one branch: logit(sigmoid(s)) = s
+
+
+@pytest.mark.skipif(not compiled.compiled_kernels(torch.device("cpu")), reason="no C++ compiler for torch.compile")
+def test_compiled_fused_logit_in_evaluation_matches_the_chunked_form(monkeypatch):
+    gen = torch.Generator().manual_seed(5)
+    logits = [torch.randn(9, 40, generator=gen) * 12 for _ in range(3)]
+    log_w = torch.log_softmax(torch.randn(9, 3, generator=gen), dim=1)
+    layouts = (logits, [s.t().contiguous().t() for s in logits])  # row- and entity-major scores
+    monkeypatch.setenv(compiled.COMPILE_ENV, "0")
+    with torch.no_grad():
+        eager = [fused_logit(x, log_w, chunk_rows=4) for x in layouts]
+    monkeypatch.setenv(compiled.COMPILE_ENV, "auto")  # the default: the fused logit stays eager, bit for bit
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    with torch.no_grad():
+        assert torch.equal(fused_logit(logits, log_w, chunk_rows=4), eager[0])
+    assert "the fused logit" not in compiled._COMPILED
+    monkeypatch.setenv(compiled.COMPILE_ENV, "1")
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    with torch.no_grad():
+        fast = [fused_logit(x, log_w) for x in layouts]
+    assert compiled._COMPILED["the fused logit"] is not False  # compiled, no fallback
+    for got, want in zip(fast, eager):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)
+    with torch.no_grad():  # one branch of saturated sigmoids (p == 1 or 0 in float32): logit(sigmoid(s)) = s
+        big = torch.tensor([[20.0, 25.0, -30.0, -35.0]])
+        torch.testing.assert_close(fused_logit([big], torch.zeros(1, 1)), big)
+    single = fused_logit_single_pass(log_w.exp(), *logits)  # the expression itself, uncompiled
+    torch.testing.assert_close(single, eager[0], rtol=1e-6, atol=1e-5)
+
+
+def test_run_compiled_falls_back_once_when_compiling_fails(monkeypatch):
+    calls = []
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            calls.append("compiled")
+            raise RuntimeError("no compiler here")
+
+        return run
+
+    monkeypatch.setenv(compiled.COMPILE_ENV, "1")
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    monkeypatch.setattr(compiled.torch, "compile", broken_compile)
+    x = torch.ones(3)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed for the test kernel"):
+        assert torch.equal(compiled.run_compiled("the test kernel", torch.neg, x, fallback=lambda: x * 2), x * 2)
+    assert torch.equal(compiled.run_compiled("the test kernel", torch.neg, x, fallback=lambda: x * 3), x * 3)
+    assert calls == ["compiled"]  # one attempt per process
+    monkeypatch.setenv(compiled.COMPILE_ENV, "0")
+    monkeypatch.setattr(compiled, "_COMPILED", {})
+    assert torch.equal(compiled.run_compiled("another", torch.neg, x, fallback=lambda: x), x)
+    assert "another" not in compiled._COMPILED  # switched off: nothing compiled

@@ -42,6 +42,7 @@ from imvia_core.evaluation import evaluate, relation_categories
 from imvia_core.evaluation.decision import mean_decision_weights
 from imvia_core.evaluation.rank_files import RANK_FILE_NAME, save_rank_file, split_ranks
 from imvia_core.model import build_model
+from imvia_core.model.kernels.compiled import compile_state
 from imvia_core.paths import data_dir, project_root
 from imvia_core.progress import bars_disabled
 from imvia_core.training.checkpoint import Checkpointer, atomic_write_text, load_checkpoint
@@ -167,6 +168,7 @@ def describe_hardware(device: torch.device) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "allocator": allocator_state(),
+        "compiled_kernels": compile_state(),
     }
     if device.type == "cpu":
         info["cpu_bf16"], info["cpu_bf16_source"] = cpu_bf16_support()

@@ -10,35 +10,26 @@
   ``i`` without the ``(B, E, k)`` tensor in the forward pass and in both reductions of the backward pass: at MKG-Y
   size (128 queries, 15000 entities, dim 128) a forward and backward pass took 0.14 s against 0.36 s blocked on one
   thread of the development CPU, and an evaluation batch of 1024 queries 0.10 s against 0.86 s. Elsewhere, or
-  when compiling fails, the blocked function :class:`_PairDistance`.
+  when compiling fails, the blocked function :class:`_PairDistance` (:mod:`.compiled`).
 
 Both blocked functions give the same values and gradients as the naive expression (the tests check values,
 gradients and ``gradcheck`` in float64). Which path runs is an execution choice, not a hyperparameter:
-``IMVIA_COMPILE_KERNELS=0`` keeps the blocked path everywhere (:func:`compiled_kernels`).
+``IMVIA_COMPILE_KERNELS=0`` keeps the blocked path everywhere (:func:`~.compiled.compiled_kernels`).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import warnings
-from typing import Any
-
 import torch
 
+from imvia_core.model.kernels.compiled import run_compiled
+
 __all__ = [
-    "COMPILE_ENV",
-    "compiled_kernels",
     "pair_distance",
     "pair_distance_reference",
     "rotate_distance",
 ]
 
 _EPS = 1e-12
-
-#: environment variable: ``0`` keeps the blocked kernels, ``1`` compiles wherever torch can, unset or ``auto``:
-#: compile on a CPU that has a C++ compiler
-COMPILE_ENV = "IMVIA_COMPILE_KERNELS"
 
 
 def _blocks(n: int, size: int) -> list[tuple[int, int]]:
@@ -135,41 +126,18 @@ def pair_distance_reference(a: torch.Tensor, s: torch.Tensor, t: torch.Tensor) -
     return (a[:, None, :] - s[:, None, :] * t[None, :, :]).abs().sum(-1)
 
 
-def compiled_kernels(device: torch.device) -> bool:
-    """Whether :func:`pair_distance` compiles on ``device``: the ``IMVIA_COMPILE_KERNELS`` setting (``0``, ``1`` or
-    ``auto``, the default: on a CPU with a C++ compiler on the ``PATH``, where ``torch.compile`` builds its kernels)."""
-    value = os.environ.get(COMPILE_ENV, "auto").strip().lower()
-    if value in ("0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    return device.type == "cpu" and any(shutil.which(c) for c in ("g++", "c++", "clang++"))
-
-
-#: name -> the compiled function, or ``False`` after its compilation failed in this process
-_COMPILED: dict[str, Any] = {}
-
-
 def pair_distance(a: torch.Tensor, s: torch.Tensor, t: torch.Tensor, *, block_elements: int) -> torch.Tensor:
     """``D[b, e] = sum_i |a_bi - s_bi t_ei|`` for ``a, s`` ``(B, d)`` and ``t`` ``(E, d)``: compiled where
-    :func:`compiled_kernels` says so, else blocked (``block_elements`` = ``rows * entities * d`` per block).
-
-    A compilation that fails (no working compiler, an unsupported platform) is reported once as a warning, and the
-    blocked function is used for the rest of the process.
+    :func:`~.compiled.compiled_kernels` says so, else blocked (``block_elements`` = ``rows * entities * d`` per
+    block).
 
     :return: shape ``(B, E)``.
     """
-    if compiled_kernels(a.device) and _COMPILED.get("pair") is not False:
-        if "pair" not in _COMPILED:
-            _COMPILED["pair"] = torch.compile(pair_distance_reference, dynamic=True)
-        try:
-            return _COMPILED["pair"](a, s, t)
-        except Exception as error:  # noqa: BLE001 - whatever the compiler raised: the blocked kernel instead
-            _COMPILED["pair"] = False
-            warnings.warn(
-                f"torch.compile failed for the PairRE distance ({type(error).__name__}: {str(error)[:300]}); using "
-                f"the blocked kernel (set {COMPILE_ENV}=0 to skip the attempt)",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-    return _PairDistance.apply(a, s, t, block_elements)
+    return run_compiled(
+        "the PairRE distance",
+        pair_distance_reference,
+        a,
+        s,
+        t,
+        fallback=lambda: _PairDistance.apply(a, s, t, block_elements),
+    )
