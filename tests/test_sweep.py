@@ -326,6 +326,30 @@ def test_finish_publish_makes_the_selected_setting_a_table_row(tmp_path, dirs, s
         sweep.finish_sweep(study, publish="../escape", progress=False)
 
 
+def test_finish_after_the_storage_is_lost_rebuilds_the_best_trial(tmp_path, dirs, small_folder) -> None:
+    """The sweep folder under ``runs/`` is gone (another machine), the committed summary is not: ``--finish`` trains the
+    recorded best trial again as its worker did, finds the same validation MRR (one thread, CPU), then tests once."""
+    from imvia_core.training import sweep
+
+    study = _study(tmp_path / "lost.yaml", small_folder, epochs=1, model="distmult", fixed={"eval_every": 1})
+    summary = sweep.run_sweep(study, threads=1, progress=False)
+    committed = (dirs["results"] / "sweeps" / "lost" / "summary.json").read_text()
+    shutil.rmtree(dirs["runs"] / "sweeps" / "lost")
+    results = sweep.finish_sweep(study, publish="", progress=False)
+    best = summary["best"]
+    assert results["sweep"]["trial"] == best["number"] and results["test"] is not None
+    assert results["sweep"]["rebuilt_trial_valid_mrr"] == pytest.approx(best["value"], abs=1e-6)
+    assert results["config"]["lr"] == best["params"]["lr"]
+    assert (dirs["results"] / "sweeps" / "lost" / "summary.json").read_text() == committed  # not overwritten
+    assert (dirs["results"] / "ci" / small_folder.name / "distmult.json").is_file()
+    # a committed summary of another search space is not taken for this study's
+    shutil.rmtree(dirs["runs"] / "sweeps" / "lost")
+    (dirs["results"] / "sweeps" / "lost" / "results.json").unlink()
+    _study(tmp_path / "lost.yaml", small_folder, epochs=1, model="distmult", space={"lr": {"choices": [0.05]}})
+    with pytest.raises(Exception, match="another search space"):
+        sweep.finish_sweep(study, progress=False)
+
+
 def test_publish_without_finish_is_one_clear_line(tmp_path, dirs, small_folder) -> None:
     study = _study(tmp_path / "nopub.yaml", small_folder)
     done = _sweep(str(study), "--publish")

@@ -953,6 +953,11 @@ def finish_sweep(
     evaluated on test; an interrupted retraining resumes. Called again for the same best trial (and the same
     ``epochs``), the written result is returned without a second test evaluation.
 
+    When the storage holds no trials (the sweep folder under ``runs/`` is not committed and was lost with its
+    machine) but ``results/sweeps/<study>/summary.json`` names a best trial, that trial is trained again from its
+    parameters, as its worker trained it, and then evaluated; the rebuilt validation MRR is recorded beside the
+    committed one (``sweep.rebuilt_trial_valid_mrr``).
+
     :param publish: also copy the result, with its per-query rank file, to
         ``results/<profile>/<dataset>/<publish>.json`` (and ``.ranks.npz``), where the tables read their rows: the
         grid's validation-selected setting becomes the row of that name (``""``: the study's model name).
@@ -962,7 +967,14 @@ def finish_sweep(
     study = create_or_load_study(spec, open_storage(storage_url, sweep_dir))
     summary = study_summary(spec, study, storage_url=storage_url)
     out_dir = default_results_dir(spec)
-    write_summary(summary, out_dir)
+    committed = _committed_summary(out_dir, spec)
+    from_committed = not summary["trials"] and committed is not None
+    if from_committed:  # the storage is gone (a new machine): the committed summary still names the best trial
+        summary = committed
+        if progress:
+            print(f"{spec.name}: the study's storage has no trials; the best trial comes from {out_dir}/summary.json")
+    else:
+        write_summary(summary, out_dir)
     best = summary["best"]
     if best is None:
         raise ImviaError(f"study {spec.name} has no complete trial yet; run 'imvia sweep {study_file}' first")
@@ -978,6 +990,9 @@ def finish_sweep(
             if publish is not None:
                 _publish_finished(spec, previous, target, final_dir, publish)
             return previous
+    rebuilt = None
+    if not (run_dir / "best.pt").is_file() and from_committed and epochs is None:
+        rebuilt = _rebuild_trial(spec, best, run_dir, device=device, progress=progress)
     if not (run_dir / "best.pt").is_file():
         raise InputError(f"{run_dir}/best.pt is missing: the best trial's run directory is needed for --finish")
     trial_results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
@@ -1014,11 +1029,51 @@ def finish_sweep(
         "counts": summary["counts"],
         "storage": summary["storage"],
     }
+    if rebuilt is not None:
+        results["sweep"]["rebuilt_trial_valid_mrr"] = rebuilt
     results = json.loads(_scrub(json.dumps(_relative_paths(results), default=str), storage_url))
     atomic_write_text(target, json.dumps(results, indent=2) + "\n")
     if publish is not None:
         _publish_finished(spec, results, target, final_dir, publish)
     return results
+
+
+def _committed_summary(out_dir: Path, spec: StudySpec) -> dict[str, Any] | None:
+    """The summary a finished study left in ``results/sweeps/<study>/``, if it names a best trial of this study."""
+    path = out_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from None
+    if summary.get("study") != spec.name or not summary.get("best"):
+        return None
+    if summary.get("space") != json.loads(json.dumps(spec.describe()["space"])):
+        raise ConfigError(f"{path} was written for another search space than {spec.source}; rerun the study")
+    return summary
+
+
+def _rebuild_trial(
+    spec: StudySpec, best: dict[str, Any], run_dir: Path, *, device: str | None, progress: bool
+) -> float:
+    """Train the best trial again from its parameters, exactly as its worker did (test never read).
+
+    Used when the study's storage and trial folders are gone but its committed summary is not: on the CPU the run is
+    deterministic for a given thread count, so the rebuilt trial's validation MRR is compared with the recorded one
+    and both are kept in the result. An interrupted rebuild resumes.
+    """
+    config = spec.trial_config(best["params"], device=device)
+    graph = load_graph(spec.dataset, include_test=False, progress=progress)
+    resume = (run_dir / "config.json").is_file()
+    results = train(config, run_dir, resume=resume, progress=progress, skip_splits=("test",), graph=graph)
+    value = _valid_mrr(results)
+    if progress:
+        print(
+            f"trial {best['number']} rebuilt: valid MRR {value:.4f} (recorded {best['value']:.4f}, "
+            f"difference {value - best['value']:+.2e})"
+        )
+    return value
 
 
 def _publish_finished(spec: StudySpec, results: dict[str, Any], source: Path, run_dir: Path, name: str) -> Path:
