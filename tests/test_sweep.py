@@ -340,7 +340,10 @@ def test_finish_after_the_storage_is_lost_rebuilds_the_best_trial(tmp_path, dirs
     assert results["sweep"]["trial"] == best["number"] and results["test"] is not None
     assert results["sweep"]["rebuilt_trial_valid_mrr"] == pytest.approx(best["value"], abs=1e-6)
     assert results["config"]["lr"] == best["params"]["lr"]
-    assert (dirs["results"] / "sweeps" / "lost" / "summary.json").read_text() == committed  # not overwritten
+    after = json.loads((dirs["results"] / "sweeps" / "lost" / "summary.json").read_text())
+    before = json.loads(committed)
+    assert [(t["params"], t["value"]) for t in after["trials"]] == [(t["params"], t["value"]) for t in before["trials"]]
+    assert all(t["restored_from"].endswith(f"summary.json, trial {t['number']}") for t in after["trials"])
     assert (dirs["results"] / "ci" / small_folder.name / "distmult.json").is_file()
     # a committed summary of another search space is not taken for this study's
     shutil.rmtree(dirs["runs"] / "sweeps" / "lost")
@@ -348,6 +351,34 @@ def test_finish_after_the_storage_is_lost_rebuilds_the_best_trial(tmp_path, dirs
     _study(tmp_path / "lost.yaml", small_folder, epochs=1, model="distmult", space={"lr": {"choices": [0.05]}})
     with pytest.raises(Exception, match="another search space"):
         sweep.finish_sweep(study, progress=False)
+
+
+def test_a_grid_cut_off_on_one_machine_continues_on_another_from_its_committed_summary(
+    tmp_path, dirs, small_folder
+) -> None:
+    """Each finished trial updates results/sweeps/<study>/summary.json; a new machine (runs/ gone) restores those
+    trials with their values and curves and runs only the grid points still missing."""
+    from imvia_core.training import sweep
+
+    study = _study(tmp_path / "moved.yaml", small_folder, epochs=1)
+    summary = sweep.run_sweep(study, threads=1, progress=False)
+    path = dirs["results"] / "sweeps" / "moved" / "summary.json"
+    full = json.loads(path.read_text())
+    assert [t["number"] for t in full["trials"]] == [0, 1, 2, 3]
+    cut = {**full, "trials": full["trials"][:2]}  # as if the session had ended during trial 2
+    path.write_text(json.dumps(cut))
+    shutil.rmtree(dirs["runs"] / "sweeps" / "moved")
+    again = sweep.run_sweep(study, threads=1, progress=False)
+    assert again["counts"] == {"COMPLETE": 4}
+    old = {json.dumps(t["params"], sort_keys=True): t for t in full["trials"]}
+    for t in again["trials"]:
+        before = old[json.dumps(t["params"], sort_keys=True)]
+        assert t["value"] == pytest.approx(before["value"], abs=1e-9)  # restored, or retrained deterministically
+        assert t["intermediate_values"] == pytest.approx(before["intermediate_values"], abs=1e-9)
+    assert sum(t["restored_from"] is not None for t in again["trials"]) == 2
+    run_root = dirs["runs"] / "sweeps" / "moved"
+    assert sorted(p.name for p in run_root.glob("trial-*")) == ["trial-2", "trial-3"]  # only the missing points ran
+    assert summary["best"]["params"] == again["best"]["params"]
 
 
 def test_publish_without_finish_is_one_clear_line(tmp_path, dirs, small_folder) -> None:

@@ -170,3 +170,29 @@ def test_training_with_relation_batches(tmp_path) -> None:
     cfg = _cfg(epochs=2, eval_every=2, dim=16, batch_order="relation")
     result = train(cfg, tmp_path / "run", progress=False)
     assert result["config"]["batch_order"] == "relation" and _mrr(result) > 0.02
+
+
+@pytest.mark.filterwarnings("ignore:profile 'ci' has no settings")
+def test_a_published_run_of_the_same_configuration_is_reused_not_retrained(tmp_path, monkeypatch) -> None:
+    """A fresh clone has results/ but not runs/: asking for a committed run again reads it (same digest only)."""
+    from imvia_core.data.synthetic import SyntheticConfig, generate_synthetic
+    from imvia_core.features.synthetic import write_synthetic
+    from imvia_core.training.publish import publish_variant
+
+    monkeypatch.setenv("IMVIA_RESULTS_DIR", str(tmp_path / "results"))
+    folder = write_synthetic(tmp_path / "tiny", generate_synthetic(SyntheticConfig(num_entities=120, num_clusters=6)))
+    common = dict(dataset=str(folder), profile="ci", progress=False, epochs=1, eval_every=1, dim=16)
+    first = run_variant("distmult", runs_root=tmp_path / "a", **common)
+    published = publish_variant(first)
+    assert published == tmp_path / "results" / "ci" / "tiny" / "distmult.json"
+
+    again = run_variant("distmult", runs_root=tmp_path / "b", **common)  # another machine: no runs/ folder
+    run_dir = Path(again["run_dir"])
+    assert not (run_dir / "config.json").exists() and not list(run_dir.glob("*.pt"))  # nothing trained
+    assert again["test"] == first["test"] and (run_dir / "ranks.npz").is_file()
+
+    other = run_variant("distmult", runs_root=tmp_path / "c", **{**common, "lr": 0.05})  # another configuration
+    assert (Path(other["run_dir"]) / "config.json").is_file() and other["config"]["lr"] == 0.05
+    forced = run_variant("distmult", runs_root=tmp_path / "d", reuse_published=False, **common)
+    assert (Path(forced["run_dir"]) / "config.json").is_file()
+    assert forced["test"]["metrics"] == first["test"]["metrics"]  # the same run, trained again

@@ -563,12 +563,15 @@ def create_or_load_study(spec: StudySpec, storage):
             f"{spec.source}: the study {spec.name!r} in this storage was started from another study file; "
             "give the changed study a new name"
         )
-    if created and spec.baseline:
+    restored = _restore_committed_trials(spec, study) if created else []
+    done = {json.dumps(params, sort_keys=True) for params in restored}
+    if created and spec.baseline and json.dumps(spec.baseline_params(), sort_keys=True) not in done:
         study.enqueue_trial(spec.baseline_params(), user_attrs={"baseline": f"profile {spec.profile}"})
     if spec.sampler == "grid":
         if created:
             for point in spec.grid():
-                study.enqueue_trial(point)
+                if json.dumps(point, sort_keys=True) not in done:
+                    study.enqueue_trial(point)
             _set_study_attr(study, _GRID_READY, True)
         else:
             deadline = time.monotonic() + 60
@@ -581,6 +584,43 @@ def create_or_load_study(spec: StudySpec, storage):
                         study.enqueue_trial(point)
                 _set_study_attr(study, _GRID_READY, True)
     return study
+
+
+def _restore_committed_trials(spec: StudySpec, study) -> list[dict[str, Any]]:
+    """Put the finished trials of the committed ``results/sweeps/<study>/summary.json`` into a new, empty study.
+
+    The storage and the trial folders live under ``runs/``, which is not committed: on another machine (or after a
+    session ended mid-grid) the study starts empty, but the summary that every finished trial updates is there. Its
+    complete and pruned trials are added back with their values and validation curves, so the study continues with
+    the points still to run; the trial folders are not restored (``--finish`` trains a restored best trial again).
+    Returns the restored trials' parameters.
+    """
+    import optuna
+    from optuna.distributions import json_to_distribution
+    from optuna.trial import TrialState
+
+    committed = _committed_summary(default_results_dir(spec), spec)
+    if committed is None or study.get_trials(deepcopy=False):
+        return []
+    source = _relative_paths(str(default_results_dir(spec) / "summary.json"))
+    restored = []
+    for t in committed["trials"]:
+        if t["state"] not in ("COMPLETE", "PRUNED") or (t["state"] == "COMPLETE" and t.get("value") is None):
+            continue
+        keep = ("best_valid_mrr", "best_epoch", "epochs_trained", "train_seconds", "run_dir", "worker", "baseline")
+        attrs = {k: t[k] for k in keep if t.get(k) is not None}
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState[t["state"]],
+                value=t["value"] if t["state"] == "COMPLETE" else None,
+                params=t["params"],
+                distributions={k: json_to_distribution(json.dumps(d)) for k, d in t["distributions"].items()},
+                intermediate_values={int(k): v for k, v in t.get("intermediate_values", {}).items()},
+                user_attrs={**attrs, "restored_from": f"{source}, trial {t['number']}"},
+            )
+        )
+        restored.append(dict(t["params"]))
+    return restored
 
 
 def _study_attrs(study) -> dict[str, Any]:
@@ -746,6 +786,8 @@ def run_worker(
             study.tell(trial, value)
             log(f"trial {trial.number}: valid MRR {value:.4f} (best epoch {results['best_epoch']})")
         ran += 1
+        # kept current after every trial: what a later session restores from when runs/ is gone
+        write_summary(study_summary(spec, study, storage_url=storage_url), default_results_dir(spec))
 
 
 def default_sweep_dir(spec: StudySpec) -> Path:
@@ -867,6 +909,7 @@ def study_summary(spec: StudySpec, study, *, storage_url: str | None = None) -> 
                 "run_dir": t.user_attrs.get("run_dir"),
                 "worker": t.user_attrs.get("worker"),
                 "baseline": t.user_attrs.get("baseline"),
+                "restored_from": t.user_attrs.get("restored_from"),
                 "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                 "datetime_complete": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
             }
@@ -965,16 +1008,8 @@ def finish_sweep(
     spec = load_study_spec(study_file)
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(spec)
     study = create_or_load_study(spec, open_storage(storage_url, sweep_dir))
-    summary = study_summary(spec, study, storage_url=storage_url)
     out_dir = default_results_dir(spec)
-    committed = _committed_summary(out_dir, spec)
-    from_committed = not summary["trials"] and committed is not None
-    if from_committed:  # the storage is gone (a new machine): the committed summary still names the best trial
-        summary = committed
-        if progress:
-            print(f"{spec.name}: the study's storage has no trials; the best trial comes from {out_dir}/summary.json")
-    else:
-        write_summary(summary, out_dir)
+    summary, from_committed = _summary_to_finish(spec, study, out_dir, storage_url=storage_url, progress=progress)
     best = summary["best"]
     if best is None:
         raise ImviaError(f"study {spec.name} has no complete trial yet; run 'imvia sweep {study_file}' first")
@@ -991,7 +1026,8 @@ def finish_sweep(
                 _publish_finished(spec, previous, target, final_dir, publish)
             return previous
     rebuilt = None
-    if not (run_dir / "best.pt").is_file() and from_committed and epochs is None:
+    restored = next((t.get("restored_from") for t in summary["trials"] if t["number"] == best["number"]), None)
+    if not (run_dir / "best.pt").is_file() and (from_committed or restored) and epochs is None:
         rebuilt = _rebuild_trial(spec, best, run_dir, device=device, progress=progress)
     if not (run_dir / "best.pt").is_file():
         raise InputError(f"{run_dir}/best.pt is missing: the best trial's run directory is needed for --finish")
@@ -1036,6 +1072,18 @@ def finish_sweep(
     if publish is not None:
         _publish_finished(spec, results, target, final_dir, publish)
     return results
+
+
+def _summary_to_finish(spec: StudySpec, study, out_dir: Path, *, storage_url: str | None, progress: bool):
+    """The study's summary, written to ``out_dir``; the committed one where the storage has no trials at all."""
+    summary = study_summary(spec, study, storage_url=storage_url)
+    committed = _committed_summary(out_dir, spec)
+    if not summary["trials"] and committed is not None:  # the storage is gone: the committed summary names the best
+        if progress:
+            print(f"{spec.name}: the study's storage has no trials; the best trial comes from {out_dir}/summary.json")
+        return committed, True
+    write_summary(summary, out_dir)
+    return summary, False
 
 
 def _committed_summary(out_dir: Path, spec: StudySpec) -> dict[str, Any] | None:
