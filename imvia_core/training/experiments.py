@@ -21,6 +21,7 @@ from typing import Any
 
 from imvia_core.data.synthetic import SyntheticConfig
 from imvia_core.errors import ConfigError
+from imvia_core.evaluation.rank_files import RANK_FILE_NAME
 from imvia_core.model.baselines import BASELINES
 from imvia_core.paths import results_dir, runs_dir
 from imvia_core.training.config import LATER_FIELDS, TrainConfig, profile_config
@@ -145,7 +146,7 @@ def adopt_published(variant: str, config: TrainConfig, *, profile: str, run_dir:
     run_dir.mkdir(parents=True, exist_ok=True)
     ranks = published.with_name(f"{stem}{RANK_SUFFIX}")
     if ranks.is_file():
-        shutil.copyfile(ranks, run_dir / data.get("rank_file", "ranks.npz"))
+        shutil.copyfile(ranks, run_dir / data.get("rank_file", RANK_FILE_NAME))
     shutil.copyfile(published, run_dir / "results.json.tmp")
     (run_dir / "results.json.tmp").replace(run_dir / "results.json")
     if progress:

@@ -603,11 +603,11 @@ def _restore_committed_trials(spec: StudySpec, study) -> list[dict[str, Any]]:
     if committed is None or study.get_trials(deepcopy=False):
         return []
     source = _relative_paths(str(default_results_dir(spec) / "summary.json"))
+    keep = ("best_valid_mrr", "best_epoch", "epochs_trained", "train_seconds", "run_dir", "worker", "baseline")
     restored = []
     for t in committed["trials"]:
         if t["state"] not in ("COMPLETE", "PRUNED") or (t["state"] == "COMPLETE" and t.get("value") is None):
             continue
-        keep = ("best_valid_mrr", "best_epoch", "epochs_trained", "train_seconds", "run_dir", "worker", "baseline")
         attrs = {k: t[k] for k in keep if t.get(k) is not None}
         study.add_trial(
             optuna.trial.create_trial(
@@ -996,10 +996,10 @@ def finish_sweep(
     evaluated on test; an interrupted retraining resumes. Called again for the same best trial (and the same
     ``epochs``), the written result is returned without a second test evaluation.
 
-    When the storage holds no trials (the sweep folder under ``runs/`` is not committed and was lost with its
-    machine) but ``results/sweeps/<study>/summary.json`` names a best trial, that trial is trained again from its
-    parameters, as its worker trained it, and then evaluated; the rebuilt validation MRR is recorded beside the
-    committed one (``sweep.rebuilt_trial_valid_mrr``).
+    A best trial restored from the committed ``results/sweeps/<study>/summary.json`` (the sweep folder under
+    ``runs/`` is not committed and was lost with its machine; see :func:`_restore_committed_trials`) has no
+    checkpoint: it is trained again from its parameters, as its worker trained it, and then evaluated; the rebuilt
+    validation MRR is recorded beside the committed one (``sweep.rebuilt_trial_valid_mrr``).
 
     :param publish: also copy the result, with its per-query rank file, to
         ``results/<profile>/<dataset>/<publish>.json`` (and ``.ranks.npz``), where the tables read their rows: the
@@ -1009,7 +1009,8 @@ def finish_sweep(
     sweep_dir = Path(sweep_dir) if sweep_dir is not None else default_sweep_dir(spec)
     study = create_or_load_study(spec, open_storage(storage_url, sweep_dir))
     out_dir = default_results_dir(spec)
-    summary, from_committed = _summary_to_finish(spec, study, out_dir, storage_url=storage_url, progress=progress)
+    summary = study_summary(spec, study, storage_url=storage_url)
+    write_summary(summary, out_dir)
     best = summary["best"]
     if best is None:
         raise ImviaError(f"study {spec.name} has no complete trial yet; run 'imvia sweep {study_file}' first")
@@ -1026,8 +1027,8 @@ def finish_sweep(
                 _publish_finished(spec, previous, target, final_dir, publish)
             return previous
     rebuilt = None
-    restored = next((t.get("restored_from") for t in summary["trials"] if t["number"] == best["number"]), None)
-    if not (run_dir / "best.pt").is_file() and (from_committed or restored) and epochs is None:
+    restored = next(t.get("restored_from") for t in summary["trials"] if t["number"] == best["number"])
+    if restored and epochs is None and not (run_dir / "best.pt").is_file():
         rebuilt = _rebuild_trial(spec, best, run_dir, device=device, progress=progress)
     if not (run_dir / "best.pt").is_file():
         raise InputError(f"{run_dir}/best.pt is missing: the best trial's run directory is needed for --finish")
@@ -1074,18 +1075,6 @@ def finish_sweep(
     return results
 
 
-def _summary_to_finish(spec: StudySpec, study, out_dir: Path, *, storage_url: str | None, progress: bool):
-    """The study's summary, written to ``out_dir``; the committed one where the storage has no trials at all."""
-    summary = study_summary(spec, study, storage_url=storage_url)
-    committed = _committed_summary(out_dir, spec)
-    if not summary["trials"] and committed is not None:  # the storage is gone: the committed summary names the best
-        if progress:
-            print(f"{spec.name}: the study's storage has no trials; the best trial comes from {out_dir}/summary.json")
-        return committed, True
-    write_summary(summary, out_dir)
-    return summary, False
-
-
 def _committed_summary(out_dir: Path, spec: StudySpec) -> dict[str, Any] | None:
     """The summary a finished study left in ``results/sweeps/<study>/``, if it names a best trial of this study."""
     path = out_dir / "summary.json"
@@ -1098,7 +1087,9 @@ def _committed_summary(out_dir: Path, spec: StudySpec) -> dict[str, Any] | None:
     if summary.get("study") != spec.name or not summary.get("best"):
         return None
     if summary.get("space") != json.loads(json.dumps(spec.describe()["space"])):
-        raise ConfigError(f"{path} was written for another search space than {spec.source}; rerun the study")
+        raise ConfigError(
+            f"{path} was written for another search space than {spec.source}; give the changed study a new name"
+        )
     return summary
 
 
@@ -1107,7 +1098,7 @@ def _rebuild_trial(
 ) -> float:
     """Train the best trial again from its parameters, exactly as its worker did (test never read).
 
-    Used when the study's storage and trial folders are gone but its committed summary is not: on the CPU the run is
+    Used for a best trial restored from the committed summary, whose folder is gone: on the CPU the run is
     deterministic for a given thread count, so the rebuilt trial's validation MRR is compared with the recorded one
     and both are kept in the result. An interrupted rebuild resumes.
     """
