@@ -550,3 +550,28 @@ def test_help_explains_storage_and_workers(capsys) -> None:
         "--finish",
     ):
         assert needle in out, needle
+
+
+# ------------------------------------------------------------------------------------------------ committed studies
+
+_STUDIES = sorted((Path(__file__).resolve().parents[1] / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", _STUDIES, ids=[p.stem for p in _STUDIES])
+def test_committed_study_files_load_and_match_their_summaries(path):
+    """Every study file of the repository is valid, named after its file, and its usage lines run that file; a
+    committed summary of the same name was written for the same search space and grid, so a new machine restores
+    its trials instead of refusing the study."""
+    from imvia_core.training.sweep import load_study_spec
+
+    spec = load_study_spec(path)
+    assert spec.name == path.stem
+    usage = [line for line in path.read_text(encoding="utf-8").splitlines() if "imvia sweep" in line]
+    assert usage and all(f"studies/{path.name}" in line for line in usage), usage
+    summary_file = path.parents[1] / "results" / "sweeps" / spec.name / "summary.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
+        assert summary["study"] == spec.name
+        assert summary["space"] == json.loads(json.dumps(spec.describe()["space"]))
+        assert (summary["dataset"], summary["model"], summary["epochs"]) == (spec.dataset, spec.model, spec.epochs)
+        assert summary["n_trials"] == spec.n_trials
