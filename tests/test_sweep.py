@@ -172,6 +172,12 @@ def test_sigkilled_worker_loses_only_its_trial_and_the_restarted_command_complet
     assert states[0]["state"] == "FAIL" and "interrupted" in states[0]["error"]
     retry = [t for t in summary["trials"] if t["retry_of"] == 0]
     assert len(retry) == 1 and retry[0]["state"] == "COMPLETE" and retry[0]["params"] == states[0]["params"]
+    # the retry took over trial 0's folder and resumed after its checkpoint: no epoch trained twice
+    assert retry[0]["resumed_from"] == "trial-0" and not (sweep_dir / "trial-0").exists()
+    lines = (sweep_dir / f"trial-{retry[0]['number']}" / "metrics.jsonl").read_text().splitlines()
+    trains = [json.loads(x) for x in lines if '"train"' in x]
+    assert [r["epoch"] for r in trains] == [1, 2, 3]
+    assert all(t["resumed_from"] is None for t in summary["trials"] if t["retry_of"] is None)
     complete = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
     assert sorted((t["params"]["lr"], round(t["params"]["hidden_dropout2"], 6)) for t in complete) == sorted(
         _grid_points()

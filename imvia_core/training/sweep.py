@@ -40,7 +40,10 @@ grid is enqueued once (by the process that creates the study) and each point cla
 **Kill safety.** A running trial writes a heartbeat to the storage every ``heartbeat_interval`` seconds. A trial
 whose heartbeat is older than ``grace_period`` seconds (its worker was killed) is marked failed by whichever
 worker notices it, and the same parameters are enqueued again as a new trial (``retry_of`` names the original).
-Workers wait for running trials before they exit, so a study whose workers are restarted completes.
+The retry continues the original's training: its folder becomes the retry's ``trial-<n>/`` and training resumes
+from its newest good checkpoint (exact on the CPU; ``resumed_from`` names the folder), so a kill costs at most the
+epochs since the last checkpoint. Workers wait for running trials before they exit, so a study whose workers are
+restarted completes.
 
 **Credentials.** Storage URLs are only shown with the password masked (:func:`mask_url`); the URL reaches worker
 processes through the environment, not the command line, and nothing writes it, ``PGPASSWORD`` or ``~/.pgpass``.
@@ -75,7 +78,7 @@ from imvia_core.progress import bars_disabled
 from imvia_core.training.checkpoint import atomic_write_text
 from imvia_core.training.config import MODEL_OPTIONS, TrainConfig, profile_config
 from imvia_core.training.publish import RANK_SUFFIX
-from imvia_core.training.trainer import TrainingStopped, finish, prepare_run, train
+from imvia_core.training.trainer import TrainingStopped, check_resumable, finish, prepare_run, train
 
 __all__ = [
     "ParamSpec",
@@ -686,6 +689,35 @@ def _claim(study, spec: StudySpec):
     return None
 
 
+def _take_over_interrupted(
+    study, trial, spec: StudySpec, params: dict[str, Any], device: str | None, run_dir: Path, *, log=print
+) -> bool:
+    """Give a retry the folder of the trial it repeats, so that it resumes there; ``True`` when it does.
+
+    Only a folder whose saved configuration is the retry's own is taken (a study file changed in between starts the
+    retry afresh), and never over an existing folder of the retry.
+    """
+    original = trial.user_attrs.get("retry_of")
+    if original is None or run_dir.exists():
+        return False
+    try:
+        name = study.trials[int(original)].user_attrs.get("run_dir") or f"trial-{original}"
+    except (IndexError, ValueError):
+        return False
+    source = run_dir.parent / name
+    if not (source / "config.json").is_file():
+        return False
+    try:
+        check_resumable(spec.trial_config(params, device=device), source / "config.json")
+    except ImviaError as err:
+        log(f"trial {trial.number}: starts afresh; {source.name} cannot be resumed ({err})")
+        return False
+    source.rename(run_dir)
+    trial.set_user_attr("resumed_from", source.name)
+    log(f"trial {trial.number}: resumes the training of trial {original} ({source.name} -> {run_dir.name})")
+    return True
+
+
 class _Heartbeat:
     """A thread that stamps the trial's heartbeat into the storage until stopped."""
 
@@ -744,6 +776,7 @@ def run_worker(
             continue
         params = {name: p.suggest(trial) for name, p in spec.space.items()}
         run_dir = sweep_dir / f"trial-{trial.number}"
+        resumed = _take_over_interrupted(study, trial, spec, params, device, run_dir, log=log)
         trial.set_user_attr("run_dir", run_dir.name)
         trial.set_user_attr("worker", f"{host}:{os.getpid()}")
         beat = _Heartbeat(study, trial._trial_id, spec.heartbeat_interval)
@@ -757,7 +790,13 @@ def run_worker(
         try:
             config = spec.trial_config(params, device=device)
             results = train(
-                config, run_dir, progress=progress, on_validation=report, skip_splits=("test",), graph=graph
+                config,
+                run_dir,
+                resume=resumed,
+                progress=progress,
+                on_validation=report,
+                skip_splits=("test",),
+                graph=graph,
             )
         except ImviaError as err:  # a diverged trial, say: recorded, and the study goes on
             beat.stop()
@@ -905,6 +944,7 @@ def study_summary(spec: StudySpec, study, *, storage_url: str | None = None) -> 
                 "epochs_trained": t.user_attrs.get("epochs_trained"),
                 "train_seconds": t.user_attrs.get("train_seconds"),
                 "retry_of": t.user_attrs.get("retry_of"),
+                "resumed_from": t.user_attrs.get("resumed_from"),
                 "error": t.user_attrs.get("error"),
                 "run_dir": t.user_attrs.get("run_dir"),
                 "worker": t.user_attrs.get("worker"),

@@ -62,6 +62,7 @@ from imvia_core.training.step import (
 
 __all__ = [
     "train",
+    "check_resumable",
     "TrainingDiverged",
     "TrainingStopped",
     "RunContext",
@@ -385,7 +386,7 @@ def _validate(loop: _Loop, epoch: int, *, on_validation: Callable[[int, float], 
     return stop
 
 
-def _check_resumable(config: TrainConfig, config_path: Path) -> None:
+def check_resumable(config: TrainConfig, config_path: Path) -> None:
     """A resumed run must have been started with the same configuration (the device may differ)."""
     saved = TrainConfig.from_file(config_path)
     changed = differences(saved.to_dict(), config.to_dict(), ignore=("device",))
@@ -425,7 +426,7 @@ def train(
         raise ConfigError(f"skip_splits: found {unknown}; only {', '.join(SKIPPABLE_SPLITS)} can be skipped")
     run_dir = Path(run_dir)
     if resume and (run_dir / "config.json").is_file():
-        _check_resumable(config, run_dir / "config.json")
+        check_resumable(config, run_dir / "config.json")
     check_precision(config.precision, torch.device(config.device))  # before anything is written
     ctx = prepare_run(config, graph=graph)
     check_splits(ctx.graph, skip_splits)
