@@ -97,8 +97,9 @@ def test_seed_table_means_stds_and_p_values(tmp_path) -> None:
     tucker = [rng.integers(2, 12, (2, n)).astype(float) for _ in range(2)]
     m_imvia = [_fake_run(tmp_path, "MKG-Y", "imvia", "imvia", s, r, triples) for s, r in enumerate(imvia)]
     m_tucker = [_fake_run(tmp_path, "MKG-Y", "tucker", "tucker", s, r, triples) for s, r in enumerate(tucker)]
+    _fake_run(tmp_path, "MKG-Y", "tucker-as-imvia", "tucker", 0, tucker[1], triples)
     runs = collect_results(tmp_path)
-    assert sorted(runs["variant"]) == ["imvia"] * 3 + ["tucker"] * 2
+    assert sorted(runs["variant"]) == ["imvia"] * 3 + ["tucker"] * 2 + ["tucker-as-imvia"]
     table = seed_table(runs, resamples=2000).set_index("variant")
     assert table.loc["imvia", "seeds"] == 3 and table.loc["tucker", "seeds"] == 2
     assert table.loc["imvia", "seed_list"] == "0 1 2"
@@ -119,10 +120,11 @@ def test_seed_table_means_stds_and_p_values(tmp_path) -> None:
     assert reproduced.loc["IMVIA (S+T) [cpu]", "seeds"] == "3"
     assert " ± " in reproduced.loc["IMVIA (S+T) [cpu]", "MRR"] and reproduced.loc["IMVIA (S+T) [cpu]", "p"] == "–"
     assert reproduced.loc["TuckER (S+T) [cpu]", "p"] != "–"
+    assert reproduced.loc["TuckER at IMVIA's budget (S+T) [cpu]", "seeds"] == "1"  # its own row, not a second TuckER
     paths = export_long_table(long, seed_table(runs, resamples=500), tmp_path / "fig")
     md = paths["md"].read_text()
     assert "### MKG-Y" in md and "| reproduced | IMVIA (S+T) [cpu] | 3 |" in md
-    assert r"\pm" in paths["tex"].read_text() and paths["csv"].read_text().count("\n") == 3
+    assert r"\pm" in paths["tex"].read_text() and paths["csv"].read_text().count("\n") == 4
 
 
 def test_a_row_without_rank_files_has_no_p_value(tmp_path) -> None:
