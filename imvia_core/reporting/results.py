@@ -18,6 +18,7 @@ __all__ = [
     "collect_results",
     "NOT_PROFILES",
     "run_label",
+    "VARIANT_LABELS",
     "publish_run",
     "rank_file_of",
     "publish_name",
@@ -28,6 +29,11 @@ __all__ = [
 
 #: column name -> metric name of :class:`~imvia_core.evaluation.EvaluationResult`
 METRICS = {("MRR" if m == "mrr" else m.replace("hits", "H")): m for m in HEADLINE_METRICS}
+
+
+#: variants whose run label alone would repeat another variant's (TuckER trained with IMVIA's structure-branch
+#: settings has a plain TuckER configuration): :func:`collect_results` labels their rows with this instead
+VARIANT_LABELS = {"tucker-as-imvia": "TuckER at IMVIA's budget"}
 
 
 def run_label(config: dict) -> str:
@@ -107,6 +113,7 @@ def collect_results(
     by_source = {str(p): (profile, variant) for profile, variant, p in found}
     frame["profile"] = [by_source[s][0] for s in frame["source"]]
     frame["variant"] = [by_source[s][1] for s in frame["source"]]
+    frame["label"] = [VARIANT_LABELS.get(v, label) for v, label in zip(frame["variant"], frame["label"])]
     return frame.sort_values(["dataset", "profile", "variant", "seed"]).reset_index(drop=True)
 
 

@@ -23,7 +23,6 @@ __all__ = [
     "to_latex",
     "export_table",
     "REFERENCE_VARIANT",
-    "VARIANT_LABELS",
     "seed_table",
     "table_ii_long",
     "long_to_markdown",
@@ -127,8 +126,6 @@ def export_table(table: pd.DataFrame, out_dir: str | Path, stem: str = "table2")
 # ------------------------------------------------------------------------------------------- seeds and p-values
 #: the reference row of the paired tests: every other reproduced row of a dataset is compared with it
 REFERENCE_VARIANT = "imvia"
-#: rows whose model label alone would repeat another row's (TuckER trained with IMVIA's structure-branch settings)
-VARIANT_LABELS = {"tucker-as-imvia": "TuckER at IMVIA's budget"}
 
 
 def seed_table(
@@ -169,7 +166,7 @@ def seed_table(
             "dataset": dataset,
             "profile": profile,
             "variant": variant,
-            "label": VARIANT_LABELS.get(variant, group["label"].iloc[0]),
+            "label": group["label"].iloc[0],
             "modalities": group["modalities"].iloc[0] if "modalities" in group else "",
             "seeds": len(group),
             "seed_list": " ".join(str(int(s)) for s in group["seed"]),

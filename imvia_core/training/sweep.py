@@ -689,9 +689,7 @@ def _claim(study, spec: StudySpec):
     return None
 
 
-def _take_over_interrupted(
-    study, trial, spec: StudySpec, params: dict[str, Any], device: str | None, run_dir: Path, *, log=print
-) -> bool:
+def _take_over_interrupted(study, trial, config: TrainConfig, run_dir: Path, *, log=print) -> bool:
     """Give a retry the folder of the trial it repeats, so that it resumes there; ``True`` when it does.
 
     Only a folder whose saved configuration is the retry's own is taken (a study file changed in between starts the
@@ -708,7 +706,7 @@ def _take_over_interrupted(
     if not (source / "config.json").is_file():
         return False
     try:
-        check_resumable(spec.trial_config(params, device=device), source / "config.json")
+        check_resumable(config, source / "config.json")
     except ImviaError as err:
         log(f"trial {trial.number}: starts afresh; {source.name} cannot be resumed ({err})")
         return False
@@ -776,7 +774,6 @@ def run_worker(
             continue
         params = {name: p.suggest(trial) for name, p in spec.space.items()}
         run_dir = sweep_dir / f"trial-{trial.number}"
-        resumed = _take_over_interrupted(study, trial, spec, params, device, run_dir, log=log)
         trial.set_user_attr("run_dir", run_dir.name)
         trial.set_user_attr("worker", f"{host}:{os.getpid()}")
         beat = _Heartbeat(study, trial._trial_id, spec.heartbeat_interval)
@@ -789,6 +786,7 @@ def run_worker(
 
         try:
             config = spec.trial_config(params, device=device)
+            resumed = _take_over_interrupted(study, trial, config, run_dir, log=log)
             results = train(
                 config,
                 run_dir,
