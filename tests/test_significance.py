@@ -127,6 +127,15 @@ def test_seed_table_means_stds_and_p_values(tmp_path) -> None:
     assert r"\pm" in paths["tex"].read_text() and paths["csv"].read_text().count("\n") == 4
 
 
+def test_p_values_that_underflow_are_written_as_a_bound() -> None:
+    from imvia_core.reporting.tables import _p
+
+    assert _p(0.0) == "< 1e-300"  # scipy's normal tail for ~10^4 paired queries with a large difference
+    assert _p(3.2e-29) == "3.2e-29"
+    assert _p(0.3649) == "0.365"
+    assert _p(float("nan")) == "–"
+
+
 def test_a_row_without_rank_files_has_no_p_value(tmp_path) -> None:
     triples = np.array([[0, 0, 1]])
     _fake_run(tmp_path, "DB15K", "imvia", "imvia", 0, np.array([[1.0], [2.0]]), triples)

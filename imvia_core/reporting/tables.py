@@ -199,9 +199,15 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.2f}" if std is None or math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
+#: below this a p-value is written as a bound: scipy's normal tail underflows to 0.0 for very large samples
+P_FLOOR = 1e-300
+
+
 def _p(value: float) -> str:
     if value is None or math.isnan(value):
         return "–"
+    if value < P_FLOOR:
+        return "< 1e-300"
     return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
 
 
